@@ -1,0 +1,981 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fdtable.h"
+#include "libc.h"
+#include "log.h"
+#include "settings.h"
+#include "stats.h"
+
+__thread int pf_in_library __attribute__((tls_model("initial-exec")));
+
+/* The kernel never transfers more than this in one read (MAX_RW_COUNT). */
+#define PF_MAX_RW ((size_t)0x7ffff000)
+/* Bounds the chunk bookkeeping of one stream whatever WINDOW/CHUNK say. */
+#define PF_MAX_DEPTH 1024u
+/* The window a fresh stream starts with, in chunks. */
+#define PF_INITIAL_DEPTH 2u
+#define PF_OFF_MAX ((off64_t)LLONG_MAX)
+#define PF_WORKER_STACK ((size_t)256 * 1024)
+
+/* --- streams -------------------------------------------------------------------- */
+
+enum chunk_state { CHUNK_FREE, CHUNK_QUEUED, CHUNK_READING, CHUNK_DONE };
+
+struct pf_chunk {
+	off64_t off;     /* file offset of buf[0] */
+	size_t len;      /* bytes valid once DONE */
+	size_t used;     /* bytes of it handed to the program */
+	int err;         /* errno that ended the chunk at off+len, 0 if none */
+	uint8_t state;   /* enum chunk_state */
+	bool stale;      /* READING but no longer in the window: free when done */
+	char *buf;       /* chunk_size bytes, allocated on first use */
+};
+
+struct pf_stream {
+	pthread_mutex_t lock;     /* everything below; taken after the slot lock */
+	pthread_cond_t changed;   /* a chunk finished reading */
+	int fd;
+	unsigned refs;            /* the slot, the run queue, a worker in flight */
+	bool closing;             /* detached: schedule nothing more */
+	bool in_runq;             /* protected by pool.lock */
+	struct pf_stream *runq_next;       /* protected by pool.lock */
+	struct pf_stream *all_prev, *all_next; /* protected by pool.lock */
+	size_t chunk_size;
+	unsigned max_depth;       /* PREFETCH_WINDOW in chunks */
+	unsigned depth;           /* current window in chunks: grows as it is consumed */
+	unsigned nslots;
+	unsigned nwin;            /* chunks in the window, in file order */
+	unsigned inflight;        /* chunks READING (by workers or the reader) */
+	off64_t pos;              /* where the reader is expected next */
+	off64_t next_off;         /* end of the window: the next chunk to schedule */
+	off64_t eof_hint;         /* nothing is scheduled at or past this */
+	unsigned *win;            /* nwin slot indices, file order */
+	struct pf_chunk chunks[]; /* nslots */
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t work;
+	struct pf_stream *head, *tail;  /* streams with QUEUED chunks, round robin */
+	struct pf_stream *all;          /* every live stream (for fork) */
+	int state;                      /* 0 not started, 1 running, -1 failed */
+} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, NULL, 0 };
+
+static void stream_free(struct pf_stream *s)
+{
+	pthread_mutex_lock(&pool.lock);
+	if (s->all_prev)
+		s->all_prev->all_next = s->all_next;
+	else if (pool.all == s)
+		pool.all = s->all_next;
+	if (s->all_next)
+		s->all_next->all_prev = s->all_prev;
+	pthread_mutex_unlock(&pool.lock);
+
+	for (unsigned i = 0; i < s->nslots; i++) {
+		if (s->chunks[i].buf) {
+			free(s->chunks[i].buf);
+			pf_memory_release(s->chunk_size);
+		}
+	}
+	pthread_cond_destroy(&s->changed);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static void stream_unref_locked(struct pf_stream *s)
+{
+	bool last = --s->refs == 0;
+	pthread_mutex_unlock(&s->lock);
+	if (last)
+		stream_free(s);
+}
+
+static struct pf_stream *stream_new(int fd, off64_t pos, off64_t eof_hint,
+				    const struct pf_settings *cfg)
+{
+	unsigned max_depth = (unsigned)(cfg->window / cfg->chunk);
+	if (max_depth > PF_MAX_DEPTH)
+		max_depth = PF_MAX_DEPTH;
+	if (max_depth < 1)
+		max_depth = 1;
+	/* Room for a full window plus chunks still being read after a seek. */
+	unsigned nslots = max_depth + cfg->threads + 1;
+	size_t size = sizeof(struct pf_stream) + nslots * sizeof(struct pf_chunk) +
+		      nslots * sizeof(unsigned);
+	struct pf_stream *s = calloc(1, size);
+	if (!s)
+		return NULL;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->changed, NULL);
+	s->fd = fd;
+	s->refs = 1;
+	s->chunk_size = cfg->chunk;
+	s->max_depth = max_depth;
+	s->depth = max_depth < PF_INITIAL_DEPTH ? max_depth : PF_INITIAL_DEPTH;
+	s->nslots = nslots;
+	s->pos = pos;
+	s->next_off = pos;
+	s->eof_hint = eof_hint;
+	s->win = (unsigned *)&s->chunks[nslots];
+
+	pthread_mutex_lock(&pool.lock);
+	s->all_next = pool.all;
+	if (pool.all)
+		pool.all->all_prev = s;
+	pool.all = s;
+	pthread_mutex_unlock(&pool.lock);
+	return s;
+}
+
+static inline struct pf_chunk *win_chunk(struct pf_stream *s, unsigned i)
+{
+	return &s->chunks[s->win[i]];
+}
+
+/* Hands the stream to the workers (s->lock held). */
+static void runq_push(struct pf_stream *s)
+{
+	pthread_mutex_lock(&pool.lock);
+	if (!s->in_runq) {
+		s->in_runq = true;
+		s->refs++;
+		s->runq_next = NULL;
+		if (pool.tail)
+			pool.tail->runq_next = s;
+		else
+			pool.head = s;
+		pool.tail = s;
+		pthread_cond_signal(&pool.work);
+	}
+	pthread_mutex_unlock(&pool.lock);
+}
+
+static int free_slot(struct pf_stream *s)
+{
+	for (unsigned i = 0; i < s->nslots; i++)
+		if (s->chunks[i].state == CHUNK_FREE && !s->chunks[i].stale)
+			return (int)i;
+	return -1;
+}
+
+/* Schedules chunks until the window is full (s->lock held). */
+static void stream_fill(struct pf_stream *s)
+{
+	const struct pf_settings *cfg = pf_settings();
+	bool queued = false;
+	while (!s->closing && s->nwin < s->depth && s->next_off < s->eof_hint) {
+		int idx = free_slot(s);
+		if (idx < 0)
+			break;
+		struct pf_chunk *c = &s->chunks[idx];
+		if (!c->buf) {
+			if (pf_memory_reserve(s->chunk_size, cfg->max_memory) != 0)
+				break;
+			c->buf = malloc(s->chunk_size);
+			if (!c->buf) {
+				pf_memory_release(s->chunk_size);
+				break;
+			}
+		}
+		c->off = s->next_off;
+		c->len = c->used = 0;
+		c->err = 0;
+		c->state = CHUNK_QUEUED;
+		s->win[s->nwin++] = (unsigned)idx;
+		s->next_off += (off64_t)s->chunk_size;
+		queued = true;
+	}
+	if (queued)
+		runq_push(s);
+}
+
+/* Takes a chunk out of the window (s->lock held). */
+static void chunk_retire(struct pf_chunk *c)
+{
+	switch (c->state) {
+	case CHUNK_QUEUED:
+		c->state = CHUNK_FREE;
+		break;
+	case CHUNK_READING:
+		c->stale = true; /* its reader frees it */
+		break;
+	case CHUNK_DONE:
+		if (c->len > c->used)
+			PF_STAT_ADD(bytes_wasted, c->len - c->used);
+		c->state = CHUNK_FREE;
+		break;
+	default:
+		break;
+	}
+}
+
+static void win_drop_front(struct pf_stream *s, unsigned n)
+{
+	memmove(s->win, s->win + n, (s->nwin - n) * sizeof(*s->win));
+	s->nwin -= n;
+}
+
+/* Retires the chunks the reader has moved past and grows the window for
+ * each one it consumed whole (s->lock held). */
+static void stream_advance(struct pf_stream *s)
+{
+	unsigned n = 0;
+	while (n < s->nwin) {
+		struct pf_chunk *c = win_chunk(s, n);
+		if (c->off + (off64_t)s->chunk_size > s->pos)
+			break;
+		if (c->state == CHUNK_DONE && c->used == s->chunk_size && s->depth < s->max_depth)
+			s->depth++;
+		chunk_retire(c);
+		n++;
+	}
+	if (n)
+		win_drop_front(s, n);
+	if (s->nwin == 0 && s->next_off < s->pos)
+		s->next_off = s->pos; /* the reader overtook the window */
+	stream_fill(s);
+}
+
+/* Reads one chunk with pread, continuing after short reads, so that a
+ * chunk ends early only at end of file or at an error (s->lock not held). */
+static void chunk_fetch(int fd, struct pf_chunk *c, size_t size)
+{
+	size_t got = 0;
+	int err = 0;
+	while (got < size) {
+		ssize_t r = pf_libc.pread64(fd, c->buf + got, size - got, c->off + (off64_t)got);
+		PF_STAT_ADD(worker_reads, 1);
+		if (r > 0) {
+			got += (size_t)r;
+		} else {
+			if (r < 0)
+				err = errno;
+			break;
+		}
+	}
+	c->len = got;
+	c->err = err;
+	PF_STAT_ADD(bytes_fetched, got);
+}
+
+/* Records a finished chunk (s->lock held). */
+static void chunk_finished(struct pf_stream *s, struct pf_chunk *c)
+{
+	s->inflight--;
+	if (c->stale) {
+		PF_STAT_ADD(bytes_wasted, c->len);
+		c->stale = false;
+		c->state = CHUNK_FREE;
+	} else {
+		c->state = CHUNK_DONE;
+		if (c->err == 0 && c->len < s->chunk_size && c->off + (off64_t)c->len < s->eof_hint)
+			s->eof_hint = c->off + (off64_t)c->len;
+	}
+	pthread_cond_broadcast(&s->changed);
+}
+
+static void chunk_claim(struct pf_stream *s, struct pf_chunk *c)
+{
+	c->state = CHUNK_READING;
+	s->inflight++;
+}
+
+/* Reads a claimed chunk on the calling thread (s->lock held, dropped while
+ * reading). Workers do this, and so does a reader that would otherwise
+ * wait for a worker to pick the chunk up. */
+static void chunk_read_now(struct pf_stream *s, struct pf_chunk *c)
+{
+	pthread_mutex_unlock(&s->lock);
+	chunk_fetch(s->fd, c, s->chunk_size);
+	pthread_mutex_lock(&s->lock);
+	chunk_finished(s, c);
+}
+
+static struct pf_chunk *first_queued(struct pf_stream *s)
+{
+	for (unsigned i = 0; i < s->nwin; i++)
+		if (win_chunk(s, i)->state == CHUNK_QUEUED)
+			return win_chunk(s, i);
+	return NULL;
+}
+
+static void *worker_main(void *unused)
+{
+	(void)unused;
+	pf_in_library = 1; /* anything this thread calls passes straight through */
+	for (;;) {
+		pthread_mutex_lock(&pool.lock);
+		while (!pool.head)
+			pthread_cond_wait(&pool.work, &pool.lock);
+		struct pf_stream *s = pool.head;
+		pool.head = s->runq_next;
+		if (!pool.head)
+			pool.tail = NULL;
+		s->in_runq = false;
+		pthread_mutex_unlock(&pool.lock);
+
+		/* The run queue's reference to s is now this worker's. */
+		pthread_mutex_lock(&s->lock);
+		struct pf_chunk *c = s->closing ? NULL : first_queued(s);
+		if (c) {
+			/* Others of this stream's chunks go back in line behind
+			 * other streams: several reads in flight per stream,
+			 * and no stream starves the rest. */
+			chunk_claim(s, c);
+			if (first_queued(s))
+				runq_push(s);
+			chunk_read_now(s, c);
+		}
+		stream_unref_locked(s);
+	}
+	return NULL;
+}
+
+static int pool_start(const struct pf_settings *cfg)
+{
+	pthread_mutex_lock(&pool.lock);
+	if (pool.state == 0) {
+		pthread_attr_t attr;
+		sigset_t all, old;
+		unsigned started = 0;
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, PF_WORKER_STACK);
+		/* Workers inherit a full signal mask: the program's signals go to
+		 * its own threads, and workers' reads are never interrupted. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		for (unsigned i = 0; i < cfg->threads; i++) {
+			pthread_t tid;
+			if (pthread_create(&tid, &attr, worker_main, NULL) != 0)
+				break;
+			started++;
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&attr);
+		pool.state = started ? 1 : -1;
+		if (started < cfg->threads)
+			PF_LOG(PF_LOG_WARN, "started %u of %u worker threads%s", started,
+			       cfg->threads, started ? "" : ": prefetching is off");
+	}
+	int ok = pool.state > 0 ? 0 : -1;
+	pthread_mutex_unlock(&pool.lock);
+	return ok;
+}
+
+/* Detaches the stream from its slot (slot lock held). With wait_inflight,
+ * returns only when no read of the descriptor is in flight, so the caller
+ * may close it: a worker must never pread a number that was reused. */
+static void stream_detach(struct pf_fd *slot, bool wait_inflight)
+{
+	struct pf_stream *s = slot->stream;
+	if (!s)
+		return;
+	slot->stream = NULL;
+	if (slot->state == PF_FD_STREAMING)
+		slot->state = PF_FD_WATCHING;
+	pthread_mutex_lock(&s->lock);
+	s->closing = true;
+	for (unsigned i = 0; i < s->nwin; i++)
+		chunk_retire(win_chunk(s, i));
+	s->nwin = 0;
+	while (wait_inflight && s->inflight)
+		pthread_cond_wait(&s->changed, &s->lock);
+	stream_unref_locked(s);
+}
+
+/* --- candidates ------------------------------------------------------------------- */
+
+static bool pseudo_filesystem(long type)
+{
+	switch (type) {
+	case PROC_SUPER_MAGIC:
+	case SYSFS_MAGIC:
+	case DEBUGFS_MAGIC:
+	case TRACEFS_MAGIC:
+	case SECURITYFS_MAGIC:
+	case CGROUP_SUPER_MAGIC:
+	case CGROUP2_SUPER_MAGIC:
+	case DEVPTS_SUPER_MAGIC:
+	case BPF_FS_MAGIC:
+	case PSTOREFS_MAGIC:
+	case EFIVARFS_MAGIC:
+	case SELINUX_MAGIC:
+	case SMACK_MAGIC:
+	case BINFMTFS_MAGIC:
+	case 0x65735543: /* fusectl */
+	case 0x19800202: /* mqueue */
+	case 0x62656570: /* configfs */
+	case 0x6e736673: /* nsfs */
+	case 0x50495045: /* pipefs */
+	case 0x534f434b: /* sockfs */
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Only read-only regular files on real filesystems are prefetched. */
+static bool is_candidate(int fd)
+{
+	int flags = pf_libc.fcntl(fd, F_GETFL);
+	if (flags < 0 || (flags & O_ACCMODE) != O_RDONLY || (flags & (O_DIRECT | O_PATH)))
+		return false;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return false;
+	struct statfs fs;
+	if (fstatfs(fd, &fs) != 0 || pseudo_filesystem((long)fs.f_type))
+		return false;
+	return true;
+}
+
+/* True when both ends of [from, to) are in the page cache: a read there
+ * costs a copy, and a thread hop would only add to it. */
+static bool range_cached(int fd, off64_t from, off64_t to)
+{
+	char probe;
+	struct iovec iov = { &probe, 1 };
+	if (!pf_libc.preadv2)
+		return false;
+	return pf_libc.preadv2(fd, &iov, 1, from, RWF_NOWAIT) == 1 &&
+	       pf_libc.preadv2(fd, &iov, 1, to - 1, RWF_NOWAIT) == 1;
+}
+
+/* The descriptor's reads have been sequential: attach a stream if the file
+ * qualifies and there is something to gain (slot lock held). pos is the
+ * offset of the next read, or -1 for "the file offset". */
+static void try_engage(struct pf_fd *slot, int fd, off64_t pos)
+{
+	const struct pf_settings *cfg = pf_settings();
+	slot->seq_reads = 0; /* if nothing comes of it, look again after a run of reads */
+	if (!(slot->flags & PF_FDF_CLASSIFIED)) {
+		if (!is_candidate(fd)) {
+			slot->state = PF_FD_IGNORED;
+			PF_LOG(PF_LOG_TRACE, "fd %d: not a read-only regular file; ignored", fd);
+			return;
+		}
+		slot->flags |= PF_FDF_CLASSIFIED;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return;
+	if (pos < 0)
+		pos = pf_libc.lseek64(fd, 0, SEEK_CUR);
+	if (pos < 0 || st.st_size - pos < (off64_t)cfg->chunk)
+		return; /* what is left fits in one request: nothing to overlap */
+	off64_t window_end = pos + (off64_t)cfg->window;
+	if (window_end > st.st_size)
+		window_end = st.st_size;
+	if (cfg->skip_cached && range_cached(fd, pos, window_end)) {
+		slot->state = PF_FD_CACHED;
+		slot->bypass_left = cfg->window;
+		PF_STAT_ADD(cached_skips, 1);
+		return;
+	}
+	if (pool_start(cfg) != 0) {
+		slot->state = PF_FD_IGNORED;
+		return;
+	}
+	struct pf_stream *s = stream_new(fd, pos, st.st_size, cfg);
+	if (!s) {
+		PF_LOG(PF_LOG_WARN, "fd %d: out of memory for a stream; passing through", fd);
+		return;
+	}
+	slot->stream = s;
+	slot->state = PF_FD_STREAMING;
+	PF_STAT_ADD(files_prefetched, 1);
+	PF_LOG(PF_LOG_INFO, "fd %d: prefetching from offset %lld (size %lld)", fd,
+	       (long long)pos, (long long)st.st_size);
+	pthread_mutex_lock(&s->lock);
+	stream_fill(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* --- copying into the caller's iovecs ------------------------------------------------- */
+
+struct iov_cursor {
+	const struct iovec *iov;
+	int cnt;
+	int idx;       /* current element */
+	size_t off;    /* bytes of it already filled */
+};
+
+static void cursor_copy(struct iov_cursor *cur, const char *src, size_t n)
+{
+	while (n) {
+		const struct iovec *v = &cur->iov[cur->idx];
+		size_t room = v->iov_len - cur->off;
+		if (room == 0) {
+			cur->idx++;
+			cur->off = 0;
+			continue;
+		}
+		size_t k = n < room ? n : room;
+		memcpy((char *)v->iov_base + cur->off, src, k);
+		cur->off += k;
+		src += k;
+		n -= k;
+	}
+}
+
+/* preadv semantics for the rest of the request, one pread per element:
+ * stops at the first short read, returns -1 only if nothing was read. */
+static ssize_t cursor_pread(int fd, struct iov_cursor *cur, size_t n, off64_t off)
+{
+	size_t got = 0;
+	while (got < n && cur->idx < cur->cnt) {
+		const struct iovec *v = &cur->iov[cur->idx];
+		size_t room = v->iov_len - cur->off;
+		if (room == 0) {
+			cur->idx++;
+			cur->off = 0;
+			continue;
+		}
+		size_t want = room < n - got ? room : n - got;
+		ssize_t r = pf_libc.pread64(fd, (char *)v->iov_base + cur->off, want,
+					    off + (off64_t)got);
+		if (r < 0)
+			return got ? (ssize_t)got : -1;
+		got += (size_t)r;
+		cur->off += (size_t)r;
+		if ((size_t)r < want)
+			break;
+	}
+	return (ssize_t)got;
+}
+
+/* --- the read path ------------------------------------------------------------------ */
+
+static ssize_t pass_through(int fd, const struct pf_read_req *req)
+{
+	if (req->offset == PF_AT_FILE_OFFSET)
+		return req->iovcnt == 1 ? pf_libc.read(fd, req->iov[0].iov_base, req->iov[0].iov_len)
+					: pf_libc.readv(fd, req->iov, req->iovcnt);
+	return req->iovcnt == 1
+		       ? pf_libc.pread64(fd, req->iov[0].iov_base, req->iov[0].iov_len, req->offset)
+		       : pf_libc.preadv64(fd, req->iov, req->iovcnt, req->offset);
+}
+
+enum serve_end { SERVE_REST_FROM_KERNEL, SERVE_STOP };
+
+static struct pf_chunk *chunk_at(struct pf_stream *s, off64_t pos)
+{
+	if (s->nwin == 0 || pos < win_chunk(s, 0)->off || pos >= s->next_off)
+		return NULL;
+	return win_chunk(s, (unsigned)((pos - win_chunk(s, 0)->off) / (off64_t)s->chunk_size));
+}
+
+/* Copies what the window holds from start on (s->lock held). Waits for
+ * chunks in flight, reads a queued chunk itself rather than wait for a
+ * worker, and stops where the window cannot serve: SERVE_STOP means return
+ * what was served (with *err set if nothing was: a worker's read error
+ * reached at its offset), SERVE_REST_FROM_KERNEL means read the rest. */
+static enum serve_end serve_from_window(struct pf_stream *s, off64_t start, size_t total,
+					struct iov_cursor *cur, size_t *done, int *err)
+{
+	uint64_t wait_from = 0;
+	enum serve_end end = SERVE_REST_FROM_KERNEL;
+	while (*done < total) {
+		off64_t p = start + (off64_t)*done;
+		struct pf_chunk *c = chunk_at(s, p);
+		if (!c)
+			break;
+		if (c->state == CHUNK_QUEUED || c->state == CHUNK_READING) {
+			if (!wait_from)
+				wait_from = pf_now_ns();
+			if (c->state == CHUNK_QUEUED) {
+				chunk_claim(s, c);
+				chunk_read_now(s, c);
+			} else {
+				pthread_cond_wait(&s->changed, &s->lock);
+			}
+			continue;
+		}
+		off64_t valid_end = c->off + (off64_t)c->len;
+		if (p < valid_end) {
+			size_t n = (size_t)(valid_end - p);
+			if (n > total - *done)
+				n = total - *done;
+			cursor_copy(cur, c->buf + (p - c->off), n);
+			c->used += n;
+			*done += n;
+			continue;
+		}
+		if (c->err) {
+			/* The kernel returns the data before an error, then the
+			 * error: the same here, once; later reads retry it. */
+			if (*done == 0) {
+				*err = c->err;
+				PF_STAT_ADD(errors_forwarded, 1);
+			}
+			c->err = 0;
+			end = SERVE_STOP;
+		}
+		break; /* end of file as far as the worker saw: ask the kernel */
+	}
+	if (wait_from)
+		PF_STAT_ADD(wait_ns, pf_now_ns() - wait_from);
+	return end;
+}
+
+/* A read of a descriptor with a stream (slot lock held). */
+static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
+			   size_t total)
+{
+	struct pf_stream *s = slot->stream;
+	off64_t start = req->offset;
+	if (start == PF_AT_FILE_OFFSET) {
+		/* Claim the range first: other users of the open file
+		 * description see the offset move exactly as for read(). */
+		off64_t end = pf_libc.lseek64(fd, (off64_t)total, SEEK_CUR);
+		if (end < 0)
+			return pass_through(fd, req);
+		start = end - (off64_t)total;
+	}
+
+	struct iov_cursor cur = { req->iov, req->iovcnt, 0, 0 };
+	size_t done = 0;
+	int err = 0;
+	enum serve_end end = SERVE_REST_FROM_KERNEL;
+
+	pthread_mutex_lock(&s->lock);
+	bool in_window = chunk_at(s, start) != NULL;
+	if (!in_window && start != s->pos) {
+		/* A seek elsewhere: this is not a sequential reader any more. */
+		pthread_mutex_unlock(&s->lock);
+		PF_LOG(PF_LOG_INFO, "fd %d: read at %lld outside the window; stream dropped", fd,
+		       (long long)start);
+		PF_STAT_ADD(streams_dropped, 1);
+		stream_detach(slot, false);
+		s = NULL;
+	} else {
+		end = serve_from_window(s, start, total, &cur, &done, &err);
+		PF_STAT_ADD(bytes_served, done);
+		pthread_mutex_unlock(&s->lock);
+	}
+
+	if (done < total && end == SERVE_REST_FROM_KERNEL) {
+		ssize_t r = cursor_pread(fd, &cur, total - done, start + (off64_t)done);
+		if (r < 0) {
+			if (done == 0)
+				err = errno;
+		} else {
+			done += (size_t)r;
+			PF_STAT_ADD(bytes_sync, r);
+		}
+	}
+
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		s->pos = start + (off64_t)done;
+		if (s->pos > s->eof_hint)
+			s->eof_hint = PF_OFF_MAX; /* the file grew */
+		stream_advance(s);
+		pthread_mutex_unlock(&s->lock);
+	}
+
+	if (req->offset == PF_AT_FILE_OFFSET && done != total)
+		pf_libc.lseek64(fd, start + (off64_t)done, SEEK_SET);
+	if (err && done == 0) {
+		errno = err;
+		return -1;
+	}
+	return (ssize_t)done;
+}
+
+/* A read of a descriptor without a stream: pass it through, and count
+ * sequential reads (slot lock held, dropped during the read itself, which
+ * may block for ever on a pipe or socket). */
+static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req *req)
+{
+	const struct pf_settings *cfg = pf_settings();
+	bool sequential = req->offset == PF_AT_FILE_OFFSET || req->offset == slot->next_off;
+	pthread_mutex_unlock(&slot->lock);
+	ssize_t r = pass_through(fd, req);
+	int saved = errno;
+	pthread_mutex_lock(&slot->lock);
+	if (slot->state == PF_FD_WATCHING && r > 0) {
+		slot->seq_reads = sequential ? (uint16_t)(slot->seq_reads + 1) : 1;
+		slot->next_off = req->offset == PF_AT_FILE_OFFSET ? -1 : req->offset + r;
+		if (slot->seq_reads >= cfg->min_sequential || (slot->flags & PF_FDF_SEQ_ADVICE))
+			try_engage(slot, fd, slot->next_off);
+	} else if (slot->state == PF_FD_CACHED && r > 0) {
+		if ((uint64_t)r >= slot->bypass_left) {
+			/* Look at the cache again after the next read. */
+			slot->state = PF_FD_WATCHING;
+			slot->seq_reads = (uint16_t)(cfg->min_sequential - 1);
+			slot->next_off = req->offset == PF_AT_FILE_OFFSET ? -1 : req->offset + r;
+		} else {
+			slot->bypass_left -= (uint64_t)r;
+		}
+	}
+	errno = saved;
+	return r;
+}
+
+static size_t request_size(const struct pf_read_req *req, bool *valid)
+{
+	size_t total = 0;
+	*valid = req->iovcnt > 0;
+	for (int i = 0; i < req->iovcnt; i++) {
+		if (req->iov[i].iov_len > (size_t)SSIZE_MAX - total) {
+			*valid = false; /* the kernel answers EINVAL */
+			return 0;
+		}
+		total += req->iov[i].iov_len;
+	}
+	return total < PF_MAX_RW ? total : PF_MAX_RW;
+}
+
+ssize_t pf_read_fd(int fd, const struct pf_read_req *req)
+{
+	struct pf_fd *slot = pf_fd_find(fd);
+	if (slot && __atomic_load_n(&slot->state, __ATOMIC_RELAXED) == PF_FD_IGNORED)
+		return pass_through(fd, req);
+	bool valid;
+	size_t total = request_size(req, &valid);
+	if (!valid || total == 0 || (req->offset < 0 && req->offset != PF_AT_FILE_OFFSET))
+		return pass_through(fd, req);
+	if (!slot && !(slot = pf_fd_get(fd)))
+		return pass_through(fd, req);
+
+	pf_in_library = 1;
+	pthread_mutex_lock(&slot->lock);
+	ssize_t r;
+	switch (slot->state) {
+	case PF_FD_STREAMING:
+		r = stream_read(slot, fd, req, total);
+		break;
+	case PF_FD_IGNORED:
+		pthread_mutex_unlock(&slot->lock);
+		r = pass_through(fd, req);
+		pf_in_library = 0;
+		return r;
+	default:
+		r = watched_read(slot, fd, req);
+		break;
+	}
+	int saved = errno;
+	pthread_mutex_unlock(&slot->lock);
+	pf_in_library = 0;
+	errno = saved;
+	return r;
+}
+
+/* --- descriptor events ---------------------------------------------------------------- */
+
+/* Forgets everything about a slot (slot lock held). */
+static void slot_reset(struct pf_fd *slot)
+{
+	stream_detach(slot, true);
+	slot->state = PF_FD_WATCHING;
+	slot->flags = 0;
+	slot->seq_reads = 0;
+	slot->next_off = 0;
+	slot->bypass_left = 0;
+}
+
+static void reset_fd(int fd)
+{
+	struct pf_fd *slot = pf_fd_find(fd);
+	if (!slot)
+		return;
+	int saved = errno;
+	pf_in_library = 1;
+	pthread_mutex_lock(&slot->lock);
+	slot_reset(slot);
+	pthread_mutex_unlock(&slot->lock);
+	pf_in_library = 0;
+	errno = saved;
+}
+
+void pf_fd_opened(int fd)
+{
+	reset_fd(fd);
+}
+
+void pf_fd_closing(int fd)
+{
+	reset_fd(fd);
+}
+
+static void reset_slot_cb(int fd, struct pf_fd *slot, void *arg)
+{
+	(void)fd;
+	(void)arg;
+	if (slot->state == PF_FD_WATCHING && !slot->stream && !slot->flags && !slot->seq_reads)
+		return; /* nothing to forget; skip the lock */
+	pthread_mutex_lock(&slot->lock);
+	slot_reset(slot);
+	pthread_mutex_unlock(&slot->lock);
+}
+
+void pf_fd_closing_range(unsigned first, unsigned last)
+{
+	int saved = errno;
+	pf_in_library = 1;
+	pf_fd_for_each(first, last, reset_slot_cb, NULL);
+	pf_in_library = 0;
+	errno = saved;
+}
+
+/* Runs fn on the slot of fd under its lock, if the slot exists. */
+static void with_slot(int fd, void (*fn)(struct pf_fd *slot, int arg), int arg)
+{
+	struct pf_fd *slot = pf_fd_find(fd);
+	if (!slot)
+		return;
+	int saved = errno;
+	pf_in_library = 1;
+	pthread_mutex_lock(&slot->lock);
+	fn(slot, arg);
+	pthread_mutex_unlock(&slot->lock);
+	pf_in_library = 0;
+	errno = saved;
+}
+
+static void on_seek(struct pf_fd *slot, int unused)
+{
+	(void)unused;
+	if (slot->state == PF_FD_CACHED)
+		slot->state = PF_FD_WATCHING;
+	slot->seq_reads = 0;
+	/* A stream keeps going: the next read tells whether it landed in the
+	 * window (a short skip forward) or elsewhere. */
+}
+
+void pf_fd_seeked(int fd)
+{
+	with_slot(fd, on_seek, 0);
+}
+
+static void on_advice(struct pf_fd *slot, int advice)
+{
+	switch (advice) {
+	case POSIX_FADV_RANDOM:
+		stream_detach(slot, false);
+		slot->state = PF_FD_IGNORED;
+		slot->flags &= (uint8_t)~PF_FDF_SEQ_ADVICE;
+		break;
+	case POSIX_FADV_DONTNEED:
+		/* The program wants the data dropped: drop ours as well. */
+		if (slot->stream) {
+			stream_detach(slot, false);
+			slot->seq_reads = 0;
+		}
+		break;
+	case POSIX_FADV_SEQUENTIAL:
+		if (slot->state == PF_FD_IGNORED && !(slot->flags & PF_FDF_CLASSIFIED))
+			slot->state = PF_FD_WATCHING; /* undo RANDOM */
+		slot->flags |= PF_FDF_SEQ_ADVICE;
+		break;
+	case POSIX_FADV_NORMAL:
+		if (slot->state == PF_FD_IGNORED && !(slot->flags & PF_FDF_CLASSIFIED))
+			slot->state = PF_FD_WATCHING;
+		slot->flags &= (uint8_t)~PF_FDF_SEQ_ADVICE;
+		break;
+	default:
+		break;
+	}
+}
+
+void pf_fd_advised(int fd, int advice)
+{
+	if (advice == POSIX_FADV_SEQUENTIAL) {
+		/* The slot may not exist yet: the advice must still count. */
+		if (!pf_fd_get(fd))
+			return;
+	}
+	with_slot(fd, on_advice, advice);
+}
+
+static void on_flags(struct pf_fd *slot, int flags)
+{
+	if (flags & O_DIRECT) {
+		stream_detach(slot, true);
+		slot->state = PF_FD_IGNORED;
+	}
+}
+
+void pf_fd_flags_changed(int fd, int flags)
+{
+	with_slot(fd, on_flags, flags);
+}
+
+/* --- fork ------------------------------------------------------------------------------ */
+
+void pf_engine_atfork_prepare(void)
+{
+	pthread_mutex_lock(&pool.lock);
+}
+
+void pf_engine_atfork_parent(void)
+{
+	pthread_mutex_unlock(&pool.lock);
+}
+
+static void child_reset_slot(int fd, struct pf_fd *slot, void *arg)
+{
+	(void)fd;
+	(void)arg;
+	/* Another thread may have held the lock when the parent forked. */
+	pthread_mutex_init(&slot->lock, NULL);
+	slot->stream = NULL;
+	if (slot->state == PF_FD_STREAMING)
+		slot->state = PF_FD_WATCHING;
+	slot->seq_reads = 0;
+}
+
+/* The child has one thread and none of the workers: every stream is
+ * dropped (their memory freed) and the pool restarts on demand. */
+void pf_engine_atfork_child(void)
+{
+	struct pf_stream *s = pool.all;
+	while (s) {
+		struct pf_stream *next = s->all_next;
+		for (unsigned i = 0; i < s->nslots; i++)
+			free(s->chunks[i].buf);
+		free(s);
+		s = next;
+	}
+	pthread_mutex_init(&pool.lock, NULL);
+	pthread_cond_init(&pool.work, NULL);
+	pool.head = pool.tail = pool.all = NULL;
+	pool.state = 0;
+	pf_fd_for_each(0, PF_FD_MAX - 1, child_reset_slot, NULL);
+	pf_stats_reset();
+	pf_in_library = 0;
+}
+
+int pf_active(void)
+{
+	static int enabled; /* 0 unknown, 1 on, -1 off */
+	if (__builtin_expect(pf_in_library, 0))
+		return 0;
+	int e = __atomic_load_n(&enabled, __ATOMIC_RELAXED);
+	if (__builtin_expect(e == 0, 0)) {
+		pf_in_library = 1;
+		e = pf_settings()->disabled ? -1 : 1;
+		if (pf_libc_bind() == 0)
+			pf_stats_init();
+		pf_in_library = 0;
+		__atomic_store_n(&enabled, e, __ATOMIC_RELAXED);
+	}
+	return e > 0;
+}

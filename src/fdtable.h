@@ -1,0 +1,58 @@
+/* Per-descriptor state, looked up by fd number on every hooked call.
+ *
+ * The table is two-level: a fixed array of page pointers, each page holding
+ * PF_FD_PAGE_SLOTS slots, allocated (zeroed, so lazily backed by the kernel)
+ * the first time a descriptor in its range is read. Its size does not depend
+ * on RLIMIT_NOFILE, which containers set to a billion; descriptors above
+ * PF_FD_MAX are simply passed through. Slots are never freed, so a pointer to
+ * one stays valid for the life of the process. */
+#ifndef PF_FDTABLE_H
+#define PF_FDTABLE_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PF_FD_PAGE_SHIFT 10
+#define PF_FD_PAGE_SLOTS (1u << PF_FD_PAGE_SHIFT)
+#define PF_FD_PAGES      1024u
+#define PF_FD_MAX        (PF_FD_PAGE_SLOTS * PF_FD_PAGES)
+
+enum pf_fd_state {
+	PF_FD_WATCHING = 0, /* zero-initialised: count sequential reads */
+	PF_FD_IGNORED,      /* never prefetched: not a read-only regular file, advice RANDOM */
+	PF_FD_CACHED,       /* data was cached: pass through, look again later */
+	PF_FD_STREAMING,    /* a stream prefetches for this descriptor */
+};
+
+enum pf_fd_flags {
+	PF_FDF_CLASSIFIED = 1 << 0, /* fcntl/fstatfs checks passed once */
+	PF_FDF_SEQ_ADVICE = 1 << 1, /* the program said POSIX_FADV_SEQUENTIAL */
+};
+
+struct pf_stream;
+
+struct pf_fd {
+	pthread_mutex_t lock;     /* all-zero is PTHREAD_MUTEX_INITIALIZER in glibc */
+	uint8_t state;            /* enum pf_fd_state */
+	uint8_t flags;            /* enum pf_fd_flags */
+	uint16_t seq_reads;       /* consecutive reads, each where the last ended */
+	uint32_t reserved;
+	off64_t next_off;         /* end of the last pread (pread pattern) */
+	uint64_t bypass_left;     /* PF_FD_CACHED: bytes until the next cache check */
+	struct pf_stream *stream; /* PF_FD_STREAMING only */
+};
+
+/* The slot of fd, or NULL when fd is out of range or its page does not exist. */
+struct pf_fd *pf_fd_find(int fd);
+
+/* Like pf_fd_find, but allocates the page; NULL only when fd is out of range
+ * or memory is short (the caller then passes the call through). */
+struct pf_fd *pf_fd_get(int fd);
+
+/* Calls fn for every slot of every allocated page whose number is in
+ * [first, last]. No lock is taken. */
+void pf_fd_for_each(unsigned first, unsigned last,
+		    void (*fn)(int fd, struct pf_fd *slot, void *arg), void *arg);
+
+#endif

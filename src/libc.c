@@ -1,0 +1,129 @@
+#include "config.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "libc.h"
+
+struct pf_libc pf_libc;
+
+static pthread_once_t bind_once = PTHREAD_ONCE_INIT;
+/* Set on the thread running dlsym: a hook re-entered from inside dlsym
+ * (dlerror buffers, an allocator that opens /proc during its own init) must
+ * not wait on bind_once, which that same thread is running. */
+static __thread int binding __attribute__((tls_model("initial-exec")));
+
+/* glibc's own exported aliases: reached without dlsym, never interposed. */
+extern int __open64(const char *path, int flags, ...);
+extern ssize_t __read(int fd, void *buf, size_t count);
+extern ssize_t __pread64(int fd, void *buf, size_t count, off64_t offset);
+extern off64_t __lseek(int fd, off64_t offset, int whence);
+extern int __close(int fd);
+
+static void *own_base(void)
+{
+	Dl_info self;
+	return dladdr((void *)&own_base, &self) ? self.dli_fbase : NULL;
+}
+
+static void *bind_symbol(const char *name, void *self_base)
+{
+	void *fn = dlsym(RTLD_NEXT, name);
+	Dl_info where;
+	if (fn && self_base && dladdr(fn, &where) && where.dli_fbase == self_base) {
+		/* Every call would recurse into the hook: nothing can work. */
+		static const char msg[] = "libprefetch: fatal: dlsym(RTLD_NEXT) returned the library's own ";
+		(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+		(void)!write(STDERR_FILENO, name, strlen(name));
+		(void)!write(STDERR_FILENO, "\n", 1);
+		abort();
+	}
+	return fn;
+}
+
+static void bind_all(void)
+{
+	void *base = own_base();
+	binding = 1;
+#define BIND(name) (*(void **)&pf_libc.name = bind_symbol(#name, base))
+	BIND(open);
+	BIND(open64);
+	BIND(openat);
+	BIND(openat64);
+	BIND(__open_2);
+	BIND(__open64_2);
+	BIND(__openat_2);
+	BIND(__openat64_2);
+	BIND(creat);
+	BIND(creat64);
+	BIND(read);
+	BIND(__read_chk);
+	BIND(pread);
+	BIND(pread64);
+	BIND(__pread_chk);
+	BIND(__pread64_chk);
+	BIND(readv);
+	BIND(preadv);
+	BIND(preadv64);
+	BIND(preadv2);
+	BIND(lseek);
+	BIND(lseek64);
+	BIND(close);
+	BIND(close_range);
+	BIND(closefrom);
+	BIND(dup);
+	BIND(dup2);
+	BIND(dup3);
+	BIND(fcntl);
+	BIND(fcntl64);
+	BIND(posix_fadvise);
+	BIND(posix_fadvise64);
+	BIND(fopen);
+	BIND(fopen64);
+	BIND(freopen);
+	BIND(freopen64);
+	BIND(fclose);
+	BIND(fread);
+	BIND(fread_unlocked);
+	BIND(__fread_chk);
+	BIND(__fread_unlocked_chk);
+#undef BIND
+	binding = 0;
+}
+
+int pf_libc_bind(void)
+{
+	if (__builtin_expect(binding, 0))
+		return -1;
+	pthread_once(&bind_once, bind_all);
+	return 0;
+}
+
+int pf_boot_open(const char *path, int flags, mode_t mode)
+{
+	return __open64(path, flags, mode);
+}
+
+ssize_t pf_boot_read(int fd, void *buf, size_t count)
+{
+	return __read(fd, buf, count);
+}
+
+ssize_t pf_boot_pread(int fd, void *buf, size_t count, off64_t offset)
+{
+	return __pread64(fd, buf, count, offset);
+}
+
+off64_t pf_boot_lseek(int fd, off64_t offset, int whence)
+{
+	return __lseek(fd, offset, whence);
+}
+
+int pf_boot_close(int fd)
+{
+	return __close(fd);
+}

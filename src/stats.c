@@ -1,0 +1,111 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libc.h"
+#include "log.h"
+#include "settings.h"
+#include "stats.h"
+
+struct pf_stats pf_stats;
+
+/* Where PREFETCH_STATS=1 reports: a copy of stderr taken early, since many
+ * programs (coreutils' close_stdout) close stderr before the library's
+ * destructor runs. Placed high, so the program's own descriptor numbers do
+ * not shift. */
+static int report_fd = -1;
+
+void pf_stats_init(void)
+{
+	if (pf_settings()->stats != 1 || report_fd >= 0)
+		return;
+	struct rlimit rl;
+	int low = 512;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur <= (rlim_t)low * 2)
+		low = (int)(rl.rlim_cur / 2);
+	report_fd = pf_libc.fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, low);
+}
+
+uint64_t pf_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int pf_memory_reserve(uint64_t bytes, uint64_t cap)
+{
+	uint64_t now = __atomic_load_n(&pf_stats.memory, __ATOMIC_RELAXED);
+	do {
+		if (now + bytes > cap)
+			return -1;
+	} while (!__atomic_compare_exchange_n(&pf_stats.memory, &now, now + bytes, 1,
+					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	uint64_t peak = __atomic_load_n(&pf_stats.peak_memory, __ATOMIC_RELAXED);
+	while (now + bytes > peak &&
+	       !__atomic_compare_exchange_n(&pf_stats.peak_memory, &peak, now + bytes, 1,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	return 0;
+}
+
+void pf_memory_release(uint64_t bytes)
+{
+	__atomic_sub_fetch(&pf_stats.memory, bytes, __ATOMIC_RELAXED);
+}
+
+void pf_stats_reset(void)
+{
+	memset(&pf_stats, 0, sizeof(pf_stats));
+}
+
+#define LOAD(field) ((unsigned long long)__atomic_load_n(&pf_stats.field, __ATOMIC_RELAXED))
+
+static int format_report(char *line, size_t size)
+{
+	return snprintf(line, size,
+			"libprefetch: pid=%d prog=%s files_prefetched=%llu bytes_served=%llu "
+			"bytes_sync=%llu bytes_fetched=%llu bytes_wasted=%llu wait_us=%llu "
+			"peak_memory=%llu streams_dropped=%llu cached_skips=%llu "
+			"errors_forwarded=%llu worker_reads=%llu\n",
+			(int)getpid(), program_invocation_short_name, LOAD(files_prefetched),
+			LOAD(bytes_served), LOAD(bytes_sync), LOAD(bytes_fetched),
+			LOAD(bytes_wasted), LOAD(wait_ns) / 1000, LOAD(peak_memory),
+			LOAD(streams_dropped), LOAD(cached_skips), LOAD(errors_forwarded),
+			LOAD(worker_reads));
+}
+
+void pf_stats_report(void)
+{
+	const struct pf_settings *s = pf_settings();
+	if (!s->stats || pf_libc_bind() != 0)
+		return;
+	char line[768];
+	int len = format_report(line, sizeof(line));
+	if (len <= 0)
+		return;
+	if ((size_t)len >= sizeof(line))
+		len = (int)sizeof(line) - 1;
+	int saved = errno;
+	if (s->stats == 1) {
+		(void)!write(report_fd >= 0 ? report_fd : STDERR_FILENO, line, (size_t)len);
+	} else {
+		/* O_NOFOLLOW: a link planted at the path is not followed. */
+		int fd = pf_libc.open(s->stats_path,
+				      O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+		if (fd >= 0) {
+			(void)!write(fd, line, (size_t)len);
+			pf_libc.close(fd);
+		} else {
+			PF_LOG(PF_LOG_WARN, "cannot open %s: %s", s->stats_path, strerror(errno));
+		}
+	}
+	errno = saved;
+}

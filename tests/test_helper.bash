@@ -1,0 +1,127 @@
+# Shared set-up for the bats suite: `load test_helper` at the top of each file.
+#
+# The library under test is named in exactly one place, PREFETCH_LIB. Every
+# behaviour is checked in three modes: without the library, with it loaded but
+# disabled (PREFETCH_DISABLE=1), and enabled; enabled runs write statistics to
+# $STATS so that a test can prove prefetching engaged, not only that the
+# output matched (a shim that does nothing would match too).
+
+: "${abs_top_builddir:=$(cd "$BATS_TEST_DIRNAME/.." && pwd)}"
+: "${abs_top_srcdir:=$(cd "$BATS_TEST_DIRNAME/.." && pwd)}"
+
+PREFETCH_LIB="${PREFETCH_LIB:-$abs_top_builddir/src/.libs/libprefetch.so}"
+FAULTINJECT_LIB="$abs_top_builddir/tests/.libs/libfaultinject.so"
+HELPERS="$abs_top_builddir/tests/helpers"
+SLOWFS="$abs_top_builddir/tests/slowfs"
+PREFETCH_WRAPPER="$abs_top_builddir/prefetch"
+
+# Test data is freshly written and so sits in the page cache; the library
+# would rightly pass such reads through. Tests that prove engagement turn
+# that shortcut off; the tests of the shortcut itself turn it back on.
+export PREFETCH_SKIP_CACHED=0
+unset PREFETCH_DISABLE PREFETCH_STATS PREFETCH_DEBUG PREFETCH_WINDOW PREFETCH_CHUNK \
+	PREFETCH_THREADS PREFETCH_MAX_MEMORY PREFETCH_MIN_SEQUENTIAL
+
+setup() {
+	[ -r "$PREFETCH_LIB" ] || {
+		echo "library not built: $PREFETCH_LIB" >&2
+		return 1
+	}
+	STATS="$BATS_TEST_TMPDIR/stats"
+	cd "$BATS_TEST_TMPDIR" || return 1
+}
+
+# make_file PATH BYTES: incompressible data of an exact size.
+make_file() {
+	head -c "$2" /dev/urandom > "$1"
+}
+
+# make_text PATH LINES: numbered text lines (compressible, line-oriented).
+make_text() {
+	seq -f 'line %08g of the test file, with some words after it' 1 "$2" > "$1"
+}
+
+# with_plain CMD...: the command without the library.
+with_plain() {
+	env -u LD_PRELOAD "$@"
+}
+
+# with_disabled CMD...: the library loaded, but PREFETCH_DISABLE=1.
+with_disabled() {
+	env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_DISABLE=1 "$@"
+}
+
+# with_prefetch CMD...: the library enabled, statistics appended to $STATS.
+with_prefetch() {
+	env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_STATS="$STATS" "$@"
+}
+
+# stat_sum KEY: the sum of KEY over every process that reported to $STATS.
+stat_sum() {
+	[ -r "$STATS" ] || { echo 0; return; }
+	grep -o " $1=[0-9]*" "$STATS" | cut -d= -f2 | awk '{ s += $1 } END { print s + 0 }'
+}
+
+# assert_engaged: at least one process served bytes from prefetch buffers,
+# read by worker threads.
+assert_engaged() {
+	local served fetched
+	served=$(stat_sum bytes_served)
+	fetched=$(stat_sum worker_reads)
+	echo "stats: $(cat "$STATS" 2>/dev/null)"
+	[ "$served" -gt 0 ] || { echo "no bytes served from prefetch buffers"; return 1; }
+	[ "$fetched" -gt 0 ] || { echo "no worker reads"; return 1; }
+}
+
+# assert_not_engaged: nothing was prefetched.
+assert_not_engaged() {
+	echo "stats: $(cat "$STATS" 2>/dev/null)"
+	[ "$(stat_sum files_prefetched)" -eq 0 ]
+}
+
+# same_in_three_modes CMD...: runs CMD (stdout to files) without the library,
+# loaded-but-disabled and enabled; asserts identical stdout and exit status.
+same_in_three_modes() {
+	local rc_plain rc_disabled rc_enabled
+	with_plain "$@" > "$BATS_TEST_TMPDIR/out.plain" 2> "$BATS_TEST_TMPDIR/err.plain"; rc_plain=$?
+	with_disabled "$@" > "$BATS_TEST_TMPDIR/out.disabled" 2> "$BATS_TEST_TMPDIR/err.disabled"; rc_disabled=$?
+	with_prefetch "$@" > "$BATS_TEST_TMPDIR/out.enabled" 2> "$BATS_TEST_TMPDIR/err.enabled"; rc_enabled=$?
+	echo "exit status: plain=$rc_plain disabled=$rc_disabled enabled=$rc_enabled"
+	[ "$rc_plain" -eq "$rc_disabled" ] && [ "$rc_plain" -eq "$rc_enabled" ] || return 1
+	cmp "$BATS_TEST_TMPDIR/out.plain" "$BATS_TEST_TMPDIR/out.disabled" || return 1
+	cmp "$BATS_TEST_TMPDIR/out.plain" "$BATS_TEST_TMPDIR/out.enabled" || return 1
+}
+
+# need_root: skip unless running as root.
+need_root() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+}
+
+# need_fuse: skip unless slowfs is built and FUSE can be mounted here.
+need_fuse() {
+	[ -x "$SLOWFS" ] || skip "slowfs not built (libfuse3-dev missing)"
+	[ -c /dev/fuse ] || skip "no /dev/fuse"
+	command -v fusermount3 > /dev/null || skip "fusermount3 missing"
+}
+
+# slowfs_mount SRC MNT [SLOWFS OPTIONS...]: mounts tests/slowfs (absolute MNT);
+# returns once the mount answers. slowfs daemonizes only after mounting, and
+# the first access waits for FUSE INIT, so a daemon that died shows here.
+slowfs_mount() {
+	local src=$1 mnt=$2
+	shift 2
+	"$SLOWFS" "$@" "$src" "$mnt" || return 1
+	cat "$mnt/.slowfs-stats" > /dev/null
+}
+
+# slowfs_umount MNT: unmounts if mounted (even if the daemon is dead, hence
+# /proc/self/mounts rather than a stat); retries while busy, then lazily.
+slowfs_umount() {
+	local mnt=$1 i
+	awk -v m="$mnt" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts || return 0
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		fusermount3 -u "$mnt" 2> /dev/null && return 0
+		sleep 0.2
+	done
+	fusermount3 -uz "$mnt"
+}
