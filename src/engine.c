@@ -33,6 +33,12 @@ __thread int pf_in_library __attribute__((tls_model("initial-exec")));
 
 /* --- streams -------------------------------------------------------------------- */
 
+/* Set once this process has read a whole file from its start to its end
+ * through a stream (md5sum a b c, tar, sort): from then on a file opened
+ * for reading is prefetched at open, keeping the pipeline full across the
+ * switch. Cleared when such a speculative stream goes unused. */
+static int whole_file_reader;
+
 enum chunk_state { CHUNK_FREE, CHUNK_QUEUED, CHUNK_READING, CHUNK_DONE };
 
 struct pf_chunk {
@@ -63,6 +69,9 @@ struct pf_stream {
 	off64_t pos;              /* where the reader is expected next */
 	off64_t next_off;         /* end of the window: the next chunk to schedule */
 	off64_t eof_hint;         /* nothing is scheduled at or past this */
+	off64_t origin;           /* where prefetching started */
+	uint64_t served;          /* bytes handed to the program */
+	bool speculative;         /* started at open, before any read */
 	unsigned *win;            /* nwin slot indices, file order */
 	struct pf_chunk chunks[]; /* nslots */
 };
@@ -131,6 +140,7 @@ static struct pf_stream *stream_new(int fd, off64_t pos, off64_t eof_hint,
 	s->pos = pos;
 	s->next_off = pos;
 	s->eof_hint = eof_hint;
+	s->origin = pos;
 	s->win = (unsigned *)&s->chunks[nslots];
 
 	pthread_mutex_lock(&pool.lock);
@@ -390,6 +400,8 @@ static void stream_detach(struct pf_fd *slot, bool wait_inflight)
 	if (slot->state == PF_FD_STREAMING)
 		slot->state = PF_FD_WATCHING;
 	pthread_mutex_lock(&s->lock);
+	if (s->speculative && s->served == 0)
+		__atomic_store_n(&whole_file_reader, 0, __ATOMIC_RELAXED);
 	s->closing = true;
 	for (unsigned i = 0; i < s->nwin; i++)
 		chunk_retire(win_chunk(s, i));
@@ -430,14 +442,12 @@ static bool pseudo_filesystem(long type)
 	}
 }
 
-/* Only read-only regular files on real filesystems are prefetched. */
+/* Only read-only regular files (the caller checked S_ISREG) on real
+ * filesystems are prefetched. */
 static bool is_candidate(int fd)
 {
 	int flags = pf_libc.fcntl(fd, F_GETFL);
 	if (flags < 0 || (flags & O_ACCMODE) != O_RDONLY || (flags & (O_DIRECT | O_PATH)))
-		return false;
-	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return false;
 	struct statfs fs;
 	if (fstatfs(fd, &fs) != 0 || pseudo_filesystem((long)fs.f_type))
@@ -460,25 +470,27 @@ static bool range_cached(int fd, off64_t from, off64_t to)
 /* The descriptor's reads have been sequential: attach a stream if the file
  * qualifies and there is something to gain (slot lock held). pos is the
  * offset of the next read, or -1 for "the file offset". */
-static void try_engage(struct pf_fd *slot, int fd, off64_t pos)
+static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 {
 	const struct pf_settings *cfg = pf_settings();
 	slot->seq_reads = 0; /* if nothing comes of it, look again after a run of reads */
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		slot->state = PF_FD_IGNORED;
+		return NULL;
+	}
+	if (pos < 0)
+		pos = pf_libc.lseek64(fd, 0, SEEK_CUR);
+	if (pos < 0 || st.st_size - pos < (off64_t)cfg->chunk)
+		return NULL; /* what is left fits in one request: nothing to overlap */
 	if (!(slot->flags & PF_FDF_CLASSIFIED)) {
 		if (!is_candidate(fd)) {
 			slot->state = PF_FD_IGNORED;
 			PF_LOG(PF_LOG_TRACE, "fd %d: not a read-only regular file; ignored", fd);
-			return;
+			return NULL;
 		}
 		slot->flags |= PF_FDF_CLASSIFIED;
 	}
-	struct stat st;
-	if (fstat(fd, &st) != 0)
-		return;
-	if (pos < 0)
-		pos = pf_libc.lseek64(fd, 0, SEEK_CUR);
-	if (pos < 0 || st.st_size - pos < (off64_t)cfg->chunk)
-		return; /* what is left fits in one request: nothing to overlap */
 	off64_t window_end = pos + (off64_t)cfg->window;
 	if (window_end > st.st_size)
 		window_end = st.st_size;
@@ -486,16 +498,16 @@ static void try_engage(struct pf_fd *slot, int fd, off64_t pos)
 		slot->state = PF_FD_CACHED;
 		slot->bypass_left = cfg->window;
 		PF_STAT_ADD(cached_skips, 1);
-		return;
+		return NULL;
 	}
 	if (pool_start(cfg) != 0) {
 		slot->state = PF_FD_IGNORED;
-		return;
+		return NULL;
 	}
 	struct pf_stream *s = stream_new(fd, pos, st.st_size, cfg);
 	if (!s) {
 		PF_LOG(PF_LOG_WARN, "fd %d: out of memory for a stream; passing through", fd);
-		return;
+		return NULL;
 	}
 	slot->stream = s;
 	slot->state = PF_FD_STREAMING;
@@ -505,6 +517,7 @@ static void try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	pthread_mutex_lock(&s->lock);
 	stream_fill(s);
 	pthread_mutex_unlock(&s->lock);
+	return s;
 }
 
 /* --- copying into the caller's iovecs ------------------------------------------------- */
@@ -666,6 +679,7 @@ static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req 
 		s = NULL;
 	} else {
 		end = serve_from_window(s, start, total, &cur, &done, &err);
+		s->served += done;
 		PF_STAT_ADD(bytes_served, done);
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -686,6 +700,8 @@ static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req 
 		s->pos = start + (off64_t)done;
 		if (s->pos > s->eof_hint)
 			s->eof_hint = PF_OFF_MAX; /* the file grew */
+		if (done == 0 && err == 0 && s->origin == 0 && s->served > 0)
+			__atomic_store_n(&whole_file_reader, 1, __ATOMIC_RELAXED);
 		stream_advance(s);
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -805,9 +821,23 @@ static void reset_fd(int fd)
 	errno = saved;
 }
 
-void pf_fd_opened(int fd)
+void pf_fd_opened(int fd, bool for_reading)
 {
 	reset_fd(fd);
+	if (!for_reading || !__atomic_load_n(&whole_file_reader, __ATOMIC_RELAXED))
+		return;
+	struct pf_fd *slot = pf_fd_get(fd);
+	if (!slot)
+		return;
+	int saved = errno;
+	pf_in_library = 1;
+	pthread_mutex_lock(&slot->lock);
+	struct pf_stream *s = try_engage(slot, fd, 0);
+	if (s)
+		s->speculative = true; /* not yet shared with any worker decision */
+	pthread_mutex_unlock(&slot->lock);
+	pf_in_library = 0;
+	errno = saved;
 }
 
 void pf_fd_closing(int fd)

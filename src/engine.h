@@ -11,6 +11,7 @@
 #ifndef PF_ENGINE_H
 #define PF_ENGINE_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -32,8 +33,10 @@ int pf_active(void);
 ssize_t pf_read_fd(int fd, const struct pf_read_req *req);
 
 /* A new descriptor number was returned by open, dup, fcntl or fopen:
- * whatever was known about that number belongs to an old file. */
-void pf_fd_opened(int fd);
+ * whatever was known about that number belongs to an old file. A file just
+ * opened read-only (for_reading) may be prefetched at once, if this process
+ * has been reading whole files. */
+void pf_fd_opened(int fd, bool for_reading);
 
 /* The descriptor is about to be closed (close, dup2 onto it, fclose):
  * stop its stream and wait for its reads in flight. */

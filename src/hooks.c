@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -52,10 +53,24 @@ static bool open_needs_mode(int flags)
 	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
 }
 
+/* A new descriptor from dup or fcntl: forget what its number meant. */
 static int opened(int fd)
 {
 	if (fd >= 0 && pf_active())
-		pf_fd_opened(fd);
+		pf_fd_opened(fd, false);
+	return fd;
+}
+
+/* A file opened with these flags is a candidate for reading ahead. */
+static bool read_only_flags(int flags)
+{
+	return (flags & O_ACCMODE) == O_RDONLY && !(flags & (O_DIRECT | O_PATH | O_DIRECTORY));
+}
+
+static int file_opened(int fd, int flags)
+{
+	if (fd >= 0 && pf_active())
+		pf_fd_opened(fd, read_only_flags(flags));
 	return fd;
 }
 
@@ -81,7 +96,7 @@ PF_EXPORT int open(const char *path, int flags, ...)
 	OPEN_MODE(flags, flags, mode);
 	if (pf_libc_bind() != 0)
 		return pf_boot_open(path, flags, mode);
-	return opened(pf_libc.open(path, flags, mode));
+	return file_opened(pf_libc.open(path, flags, mode), flags);
 }
 
 PF_EXPORT int open64(const char *path, int flags, ...)
@@ -89,7 +104,7 @@ PF_EXPORT int open64(const char *path, int flags, ...)
 	OPEN_MODE(flags, flags, mode);
 	if (pf_libc_bind() != 0)
 		return pf_boot_open(path, flags, mode);
-	return opened(pf_libc.open64(path, flags, mode));
+	return file_opened(pf_libc.open64(path, flags, mode), flags);
 }
 
 PF_EXPORT int openat(int dirfd, const char *path, int flags, ...)
@@ -97,7 +112,7 @@ PF_EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	OPEN_MODE(flags, flags, mode);
 	if (pf_libc_bind() != 0)
 		return boot_openat(dirfd, path, flags, mode);
-	return opened(pf_libc.openat(dirfd, path, flags, mode));
+	return file_opened(pf_libc.openat(dirfd, path, flags, mode), flags);
 }
 
 #ifdef HAVE_OPENAT64
@@ -106,7 +121,7 @@ PF_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 	OPEN_MODE(flags, flags, mode);
 	if (pf_libc_bind() != 0)
 		return boot_openat(dirfd, path, flags, mode);
-	return opened(pf_libc.openat64(dirfd, path, flags, mode));
+	return file_opened(pf_libc.openat64(dirfd, path, flags, mode), flags);
 }
 #endif
 
@@ -118,7 +133,7 @@ PF_EXPORT int __open_2(const char *path, int flags)
 {
 	if (pf_libc_bind() != 0)
 		return pf_boot_open(path, flags, 0);
-	return opened(pf_libc.__open_2(path, flags));
+	return file_opened(pf_libc.__open_2(path, flags), flags);
 }
 #endif
 
@@ -128,7 +143,7 @@ PF_EXPORT int __open64_2(const char *path, int flags)
 {
 	if (pf_libc_bind() != 0)
 		return pf_boot_open(path, flags, 0);
-	return opened(pf_libc.__open64_2(path, flags));
+	return file_opened(pf_libc.__open64_2(path, flags), flags);
 }
 #endif
 
@@ -138,7 +153,7 @@ PF_EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
 	if (pf_libc_bind() != 0)
 		return boot_openat(dirfd, path, flags, 0);
-	return opened(pf_libc.__openat_2(dirfd, path, flags));
+	return file_opened(pf_libc.__openat_2(dirfd, path, flags), flags);
 }
 #endif
 
@@ -148,7 +163,7 @@ PF_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
 	if (pf_libc_bind() != 0)
 		return boot_openat(dirfd, path, flags, 0);
-	return opened(pf_libc.__openat64_2(dirfd, path, flags));
+	return file_opened(pf_libc.__openat64_2(dirfd, path, flags), flags);
 }
 #endif
 
@@ -453,10 +468,11 @@ PF_EXPORT int fcntl64(int fd, int cmd, ...)
 
 /* --- stdio ------------------------------------------------------------------------------ */
 
-static FILE *stream_opened(FILE *fp)
+static FILE *stream_opened(FILE *fp, const char *mode)
 {
 	if (fp)
-		opened(pf_stream_fd(fp));
+		file_opened(pf_stream_fd(fp),
+			    mode[0] == 'r' && !strchr(mode, '+') ? O_RDONLY : O_RDWR);
 	return fp;
 }
 
@@ -466,7 +482,7 @@ PF_EXPORT FILE *fopen(const char *path, const char *mode)
 		errno = ENOSYS;
 		return NULL;
 	}
-	return stream_opened(pf_libc.fopen(path, mode));
+	return stream_opened(pf_libc.fopen(path, mode), mode);
 }
 
 #ifdef HAVE_FOPEN64
@@ -476,7 +492,7 @@ PF_EXPORT FILE *fopen64(const char *path, const char *mode)
 		errno = ENOSYS;
 		return NULL;
 	}
-	return stream_opened(pf_libc.fopen64(path, mode));
+	return stream_opened(pf_libc.fopen64(path, mode), mode);
 }
 #endif
 
@@ -495,7 +511,7 @@ PF_EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream)
 		return NULL;
 	}
 	stream_closing(stream);
-	return stream_opened(pf_libc.freopen(path, mode, stream));
+	return stream_opened(pf_libc.freopen(path, mode, stream), mode);
 }
 
 #ifdef HAVE_FREOPEN64
@@ -506,7 +522,7 @@ PF_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream)
 		return NULL;
 	}
 	stream_closing(stream);
-	return stream_opened(pf_libc.freopen64(path, mode, stream));
+	return stream_opened(pf_libc.freopen64(path, mode, stream), mode);
 }
 #endif
 
