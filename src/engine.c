@@ -39,6 +39,17 @@ __thread int pf_in_library __attribute__((tls_model("initial-exec")));
  * switch. Cleared when such a speculative stream goes unused. */
 static int whole_file_reader;
 
+/* Streams attached to a descriptor: each may hold at most its share of
+ * PREFETCH_MAX_MEMORY, so that a hundred files read at once all move. */
+static unsigned live_streams;
+
+static unsigned fair_depth(const struct pf_settings *cfg, size_t chunk)
+{
+	unsigned n = __atomic_load_n(&live_streams, __ATOMIC_RELAXED);
+	uint64_t share = cfg->max_memory / (n ? n : 1) / chunk;
+	return share ? (unsigned)(share < PF_MAX_DEPTH ? share : PF_MAX_DEPTH) : 1;
+}
+
 enum chunk_state { CHUNK_FREE, CHUNK_QUEUED, CHUNK_READING, CHUNK_DONE };
 
 struct pf_chunk {
@@ -66,6 +77,7 @@ struct pf_stream {
 	unsigned nslots;
 	unsigned nwin;            /* chunks in the window, in file order */
 	unsigned inflight;        /* chunks READING (by workers or the reader) */
+	unsigned nbufs;           /* chunk buffers allocated */
 	off64_t pos;              /* where the reader is expected next */
 	off64_t next_off;         /* end of the window: the next chunk to schedule */
 	off64_t eof_hint;         /* nothing is scheduled at or past this */
@@ -187,8 +199,11 @@ static int free_slot(struct pf_stream *s)
 static void stream_fill(struct pf_stream *s)
 {
 	const struct pf_settings *cfg = pf_settings();
+	unsigned limit = fair_depth(cfg, s->chunk_size);
+	if (limit > s->depth)
+		limit = s->depth;
 	bool queued = false;
-	while (!s->closing && s->nwin < s->depth && s->next_off < s->eof_hint) {
+	while (!s->closing && s->nwin < limit && s->next_off < s->eof_hint) {
 		int idx = free_slot(s);
 		if (idx < 0)
 			break;
@@ -201,6 +216,7 @@ static void stream_fill(struct pf_stream *s)
 				pf_memory_release(s->chunk_size);
 				break;
 			}
+			s->nbufs++;
 		}
 		c->off = s->next_off;
 		c->len = c->used = 0;
@@ -214,12 +230,25 @@ static void stream_fill(struct pf_stream *s)
 		runq_push(s);
 }
 
+/* A chunk became free: keep its buffer for the next chunk, unless the
+ * stream holds more than its share of memory (s->lock held). */
+static void chunk_free(struct pf_stream *s, struct pf_chunk *c)
+{
+	c->state = CHUNK_FREE;
+	if (c->buf && s->nbufs > fair_depth(pf_settings(), s->chunk_size)) {
+		free(c->buf);
+		c->buf = NULL;
+		s->nbufs--;
+		pf_memory_release(s->chunk_size);
+	}
+}
+
 /* Takes a chunk out of the window (s->lock held). */
-static void chunk_retire(struct pf_chunk *c)
+static void chunk_retire(struct pf_stream *s, struct pf_chunk *c)
 {
 	switch (c->state) {
 	case CHUNK_QUEUED:
-		c->state = CHUNK_FREE;
+		chunk_free(s, c);
 		break;
 	case CHUNK_READING:
 		c->stale = true; /* its reader frees it */
@@ -227,7 +256,7 @@ static void chunk_retire(struct pf_chunk *c)
 	case CHUNK_DONE:
 		if (c->len > c->used)
 			PF_STAT_ADD(bytes_wasted, c->len - c->used);
-		c->state = CHUNK_FREE;
+		chunk_free(s, c);
 		break;
 	default:
 		break;
@@ -251,7 +280,7 @@ static void stream_advance(struct pf_stream *s)
 			break;
 		if (c->state == CHUNK_DONE && c->used == s->chunk_size && s->depth < s->max_depth)
 			s->depth++;
-		chunk_retire(c);
+		chunk_retire(s, c);
 		n++;
 	}
 	if (n)
@@ -290,7 +319,7 @@ static void chunk_finished(struct pf_stream *s, struct pf_chunk *c)
 	if (c->stale) {
 		PF_STAT_ADD(bytes_wasted, c->len);
 		c->stale = false;
-		c->state = CHUNK_FREE;
+		chunk_free(s, c);
 	} else {
 		c->state = CHUNK_DONE;
 		if (c->err == 0 && c->len < s->chunk_size && c->off + (off64_t)c->len < s->eof_hint)
@@ -399,12 +428,13 @@ static void stream_detach(struct pf_fd *slot, bool wait_inflight)
 	slot->stream = NULL;
 	if (slot->state == PF_FD_STREAMING)
 		slot->state = PF_FD_WATCHING;
+	__atomic_sub_fetch(&live_streams, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&s->lock);
 	if (s->speculative && s->served == 0)
 		__atomic_store_n(&whole_file_reader, 0, __ATOMIC_RELAXED);
 	s->closing = true;
 	for (unsigned i = 0; i < s->nwin; i++)
-		chunk_retire(win_chunk(s, i));
+		chunk_retire(s, win_chunk(s, i));
 	s->nwin = 0;
 	while (wait_inflight && s->inflight)
 		pthread_cond_wait(&s->changed, &s->lock);
@@ -511,6 +541,7 @@ static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	}
 	slot->stream = s;
 	slot->state = PF_FD_STREAMING;
+	__atomic_add_fetch(&live_streams, 1, __ATOMIC_RELAXED);
 	PF_STAT_ADD(files_prefetched, 1);
 	PF_LOG(PF_LOG_INFO, "fd %d: prefetching from offset %lld (size %lld)", fd,
 	       (long long)pos, (long long)st.st_size);
@@ -988,6 +1019,7 @@ void pf_engine_atfork_child(void)
 	pthread_cond_init(&pool.work, NULL);
 	pool.head = pool.tail = pool.all = NULL;
 	pool.state = 0;
+	live_streams = 0;
 	pf_fd_for_each(0, PF_FD_MAX - 1, child_reset_slot, NULL);
 	pf_stats_reset();
 	pf_in_library = 0;

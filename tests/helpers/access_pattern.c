@@ -1,0 +1,101 @@
+/* Reads one file in a scripted access pattern, in one process, and prints
+ * an FNV-1a hash of every read's bytes with its return value, so runs with
+ * and without the library can be compared.
+ *
+ * usage: access_pattern FILE STEP...
+ *   read:SIZE:COUNT      COUNT read() calls of SIZE bytes
+ *   seek:OFFSET          lseek(fd, OFFSET, SEEK_SET)
+ *   skip:BYTES           lseek(fd, BYTES, SEEK_CUR)
+ *   random:SIZE:COUNT    COUNT pread() calls of SIZE bytes at pseudo-random offsets
+ *   lseekrandom:SIZE:COUNT  the same with lseek(SEEK_SET) + read()
+ *   sleep:MS             pause (lets workers run ahead)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t fnv(const unsigned char *p, ssize_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (ssize_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ULL;
+	return h;
+}
+
+static uint64_t rng = 88172645463325252ULL;
+
+static uint64_t next_random(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static void report(const char *what, ssize_t r, const unsigned char *buf, int fd)
+{
+	printf("%s %zd %016llx @%lld%s%s\n", what, r,
+	       (unsigned long long)(r > 0 ? fnv(buf, r) : 0),
+	       (long long)lseek(fd, 0, SEEK_CUR), r < 0 ? " " : "",
+	       r < 0 ? strerror(errno) : "");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s FILE STEP...\n", argv[0]);
+		return 2;
+	}
+	int fd = open(argv[1], O_RDONLY);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		perror(argv[1]);
+		return 1;
+	}
+	for (int i = 2; i < argc; i++) {
+		char kind[16];
+		long long a = 0, b = 0;
+		if (sscanf(argv[i], "%15[a-z]:%lld:%lld", kind, &a, &b) < 2 || a < 0 || b < 0) {
+			fprintf(stderr, "bad step: %s\n", argv[i]);
+			return 2;
+		}
+		unsigned char *buf = malloc(a > 0 ? (size_t)a : 1);
+		if (!buf)
+			return 2;
+		if (strcmp(kind, "read") == 0) {
+			for (long long k = 0; k < b; k++)
+				report("read", read(fd, buf, (size_t)a), buf, fd);
+		} else if (strcmp(kind, "seek") == 0) {
+			printf("seek %lld\n", (long long)lseek(fd, a, SEEK_SET));
+		} else if (strcmp(kind, "skip") == 0) {
+			printf("skip %lld\n", (long long)lseek(fd, a, SEEK_CUR));
+		} else if (strcmp(kind, "random") == 0 || strcmp(kind, "lseekrandom") == 0) {
+			for (long long k = 0; k < b; k++) {
+				off_t off = (off_t)(next_random() % (uint64_t)(st.st_size + 1));
+				ssize_t r;
+				if (kind[0] == 'r') {
+					r = pread(fd, buf, (size_t)a, off);
+				} else {
+					lseek(fd, off, SEEK_SET);
+					r = read(fd, buf, (size_t)a);
+				}
+				report(kind, r, buf, fd);
+			}
+		} else if (strcmp(kind, "sleep") == 0) {
+			struct timespec ts = { a / 1000, (a % 1000) * 1000000L };
+			nanosleep(&ts, NULL);
+		} else {
+			fprintf(stderr, "bad step: %s\n", argv[i]);
+			return 2;
+		}
+		free(buf);
+	}
+	close(fd);
+	return 0;
+}
