@@ -663,12 +663,13 @@ static enum serve_end serve_from_window(struct pf_stream *s, off64_t start, size
 		}
 		if (c->err) {
 			/* The kernel returns the data before an error, then the
-			 * error: the same here, once; later reads retry it. */
+			 * error: the same here. The error is handed over once, by
+			 * the read that starts at it; later reads retry it. */
 			if (*done == 0) {
 				*err = c->err;
+				c->err = 0;
 				PF_STAT_ADD(errors_forwarded, 1);
 			}
-			c->err = 0;
 			end = SERVE_STOP;
 		}
 		break; /* end of file as far as the worker saw: ask the kernel */
@@ -932,7 +933,7 @@ static void on_advice(struct pf_fd *slot, int advice)
 	case POSIX_FADV_RANDOM:
 		stream_detach(slot, false);
 		slot->state = PF_FD_IGNORED;
-		slot->flags &= (uint8_t)~PF_FDF_SEQ_ADVICE;
+		slot->flags = (uint8_t)((slot->flags & ~PF_FDF_SEQ_ADVICE) | PF_FDF_RANDOM_ADVICE);
 		break;
 	case POSIX_FADV_DONTNEED:
 		/* The program wants the data dropped: drop ours as well. */
@@ -942,14 +943,15 @@ static void on_advice(struct pf_fd *slot, int advice)
 		}
 		break;
 	case POSIX_FADV_SEQUENTIAL:
-		if (slot->state == PF_FD_IGNORED && !(slot->flags & PF_FDF_CLASSIFIED))
-			slot->state = PF_FD_WATCHING; /* undo RANDOM */
-		slot->flags |= PF_FDF_SEQ_ADVICE;
-		break;
 	case POSIX_FADV_NORMAL:
-		if (slot->state == PF_FD_IGNORED && !(slot->flags & PF_FDF_CLASSIFIED))
-			slot->state = PF_FD_WATCHING;
-		slot->flags &= (uint8_t)~PF_FDF_SEQ_ADVICE;
+		if (slot->flags & PF_FDF_RANDOM_ADVICE) {
+			slot->state = PF_FD_WATCHING; /* the program takes RANDOM back */
+			slot->flags &= (uint8_t)~PF_FDF_RANDOM_ADVICE;
+		}
+		if (advice == POSIX_FADV_SEQUENTIAL)
+			slot->flags |= PF_FDF_SEQ_ADVICE;
+		else
+			slot->flags &= (uint8_t)~PF_FDF_SEQ_ADVICE;
 		break;
 	default:
 		break;

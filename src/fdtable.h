@@ -28,6 +28,7 @@ enum pf_fd_state {
 enum pf_fd_flags {
 	PF_FDF_CLASSIFIED = 1 << 0, /* fcntl/fstatfs checks passed once */
 	PF_FDF_SEQ_ADVICE = 1 << 1, /* the program said POSIX_FADV_SEQUENTIAL */
+	PF_FDF_RANDOM_ADVICE = 1 << 2, /* ignored because the program said RANDOM */
 };
 
 struct pf_stream;
