@@ -968,17 +968,35 @@ void pf_fd_advised(int fd, int advice)
 	with_slot(fd, on_advice, advice);
 }
 
-static void on_flags(struct pf_fd *slot, int flags)
+/* Stops prefetching for a descriptor whose open file description now has
+ * O_DIRECT: its reads must reach the kernel, which checks alignment. */
+static void stop_if_direct(int fd, struct pf_fd *slot, void *arg)
 {
-	if (flags & O_DIRECT) {
+	(void)arg;
+	if (slot->state != PF_FD_STREAMING && slot->state != PF_FD_CACHED)
+		return;
+	pthread_mutex_lock(&slot->lock);
+	int flags = pf_libc.fcntl(fd, F_GETFL);
+	if (flags >= 0 && (flags & O_DIRECT)) {
 		stream_detach(slot, true);
 		slot->state = PF_FD_IGNORED;
+		slot->flags &= (uint8_t)~PF_FDF_CLASSIFIED;
 	}
+	pthread_mutex_unlock(&slot->lock);
 }
 
 void pf_fd_flags_changed(int fd, int flags)
 {
-	with_slot(fd, on_flags, flags);
+	(void)fd;
+	if (!(flags & O_DIRECT))
+		return;
+	/* File status flags belong to the open file description, which dup'd
+	 * descriptors share: look at every descriptor being prefetched. */
+	int saved = errno;
+	pf_in_library = 1;
+	pf_fd_for_each(0, PF_FD_MAX - 1, stop_if_direct, NULL);
+	pf_in_library = 0;
+	errno = saved;
 }
 
 /* --- fork ------------------------------------------------------------------------------ */
