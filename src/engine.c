@@ -30,6 +30,8 @@ __thread int pf_in_library __attribute__((tls_model("initial-exec")));
 #define PF_INITIAL_DEPTH 2u
 #define PF_OFF_MAX ((off64_t)LLONG_MAX)
 #define PF_WORKER_STACK ((size_t)256 * 1024)
+/* Preads outside the window in a row before a stream is given up. */
+#define PF_MAX_MISSES 16u
 
 /* --- streams -------------------------------------------------------------------- */
 
@@ -78,10 +80,12 @@ struct pf_stream {
 	unsigned nwin;            /* chunks in the window, in file order */
 	unsigned inflight;        /* chunks READING (by workers or the reader) */
 	unsigned nbufs;           /* chunk buffers allocated */
+	unsigned misses;          /* preads outside the window in a row */
 	off64_t pos;              /* where the reader is expected next */
 	off64_t next_off;         /* end of the window: the next chunk to schedule */
 	off64_t eof_hint;         /* nothing is scheduled at or past this */
 	off64_t origin;           /* where prefetching started */
+	struct stat version;      /* size and times of the file when fetched */
 	uint64_t served;          /* bytes handed to the program */
 	bool speculative;         /* started at open, before any read */
 	unsigned *win;            /* nwin slot indices, file order */
@@ -126,7 +130,7 @@ static void stream_unref_locked(struct pf_stream *s)
 		stream_free(s);
 }
 
-static struct pf_stream *stream_new(int fd, off64_t pos, off64_t eof_hint,
+static struct pf_stream *stream_new(int fd, off64_t pos, const struct stat *version,
 				    const struct pf_settings *cfg)
 {
 	unsigned max_depth = (unsigned)(cfg->window / cfg->chunk);
@@ -151,7 +155,8 @@ static struct pf_stream *stream_new(int fd, off64_t pos, off64_t eof_hint,
 	s->nslots = nslots;
 	s->pos = pos;
 	s->next_off = pos;
-	s->eof_hint = eof_hint;
+	s->eof_hint = version->st_size;
+	s->version = *version;
 	s->origin = pos;
 	s->win = (unsigned *)&s->chunks[nslots];
 
@@ -534,7 +539,7 @@ static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 		slot->state = PF_FD_IGNORED;
 		return NULL;
 	}
-	struct pf_stream *s = stream_new(fd, pos, st.st_size, cfg);
+	struct pf_stream *s = stream_new(fd, pos, &st, cfg);
 	if (!s) {
 		PF_LOG(PF_LOG_WARN, "fd %d: out of memory for a stream; passing through", fd);
 		return NULL;
@@ -679,6 +684,21 @@ static enum serve_end serve_from_window(struct pf_stream *s, off64_t start, size
 	return end;
 }
 
+/* True when the file is no longer as it was when the stream started: it
+ * was written (mtime), truncated or replaced in place (size, ctime). One
+ * fstat per read: streams exist only for data that is not cached, where
+ * it is small beside the IO it saves. */
+static bool file_changed(int fd, const struct stat *then)
+{
+	struct stat now;
+	if (fstat(fd, &now) != 0)
+		return false;
+	return now.st_size != then->st_size || now.st_mtim.tv_sec != then->st_mtim.tv_sec ||
+	       now.st_mtim.tv_nsec != then->st_mtim.tv_nsec ||
+	       now.st_ctim.tv_sec != then->st_ctim.tv_sec ||
+	       now.st_ctim.tv_nsec != then->st_ctim.tv_nsec;
+}
+
 /* A read of a descriptor with a stream (slot lock held). */
 static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
 			   size_t total)
@@ -699,17 +719,28 @@ static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req 
 	int err = 0;
 	enum serve_end end = SERVE_REST_FROM_KERNEL;
 
+	bool changed = file_changed(fd, &s->version);
 	pthread_mutex_lock(&s->lock);
 	bool in_window = chunk_at(s, start) != NULL;
-	if (!in_window && start != s->pos) {
-		/* A seek elsewhere: this is not a sequential reader any more. */
+	if (!changed && !in_window && start != s->pos && req->offset != PF_AT_FILE_OFFSET &&
+	    ++s->misses < PF_MAX_MISSES) {
+		/* A pread elsewhere (an index, a header) does not move the file
+		 * offset: the sequential reader may well go on. */
 		pthread_mutex_unlock(&s->lock);
-		PF_LOG(PF_LOG_INFO, "fd %d: read at %lld outside the window; stream dropped", fd,
-		       (long long)start);
+		return pass_through(fd, req);
+	}
+	if (changed || (!in_window && start != s->pos)) {
+		/* A seek elsewhere: this is not a sequential reader any more.
+		 * Or the file was written or truncated: the buffers are stale,
+		 * and the kernel has the file as it is now. */
+		pthread_mutex_unlock(&s->lock);
+		PF_LOG(PF_LOG_INFO, "fd %d: read at %lld %s; stream dropped", fd, (long long)start,
+		       changed ? "after the file changed" : "outside the window");
 		PF_STAT_ADD(streams_dropped, 1);
 		stream_detach(slot, false);
 		s = NULL;
 	} else {
+		s->misses = 0;
 		end = serve_from_window(s, start, total, &cur, &done, &err);
 		s->served += done;
 		PF_STAT_ADD(bytes_served, done);
@@ -931,16 +962,13 @@ static void on_advice(struct pf_fd *slot, int advice)
 {
 	switch (advice) {
 	case POSIX_FADV_RANDOM:
+	case POSIX_FADV_DONTNEED:
+		/* RANDOM: read-ahead is pure waste. DONTNEED: the program
+		 * wants cached data gone, and ours with it. Until NORMAL or
+		 * SEQUENTIAL, nothing is prefetched for this descriptor. */
 		stream_detach(slot, false);
 		slot->state = PF_FD_IGNORED;
 		slot->flags = (uint8_t)((slot->flags & ~PF_FDF_SEQ_ADVICE) | PF_FDF_RANDOM_ADVICE);
-		break;
-	case POSIX_FADV_DONTNEED:
-		/* The program wants the data dropped: drop ours as well. */
-		if (slot->stream) {
-			stream_detach(slot, false);
-			slot->seq_reads = 0;
-		}
 		break;
 	case POSIX_FADV_SEQUENTIAL:
 	case POSIX_FADV_NORMAL:
@@ -960,11 +988,10 @@ static void on_advice(struct pf_fd *slot, int advice)
 
 void pf_fd_advised(int fd, int advice)
 {
-	if (advice == POSIX_FADV_SEQUENTIAL) {
-		/* The slot may not exist yet: the advice must still count. */
-		if (!pf_fd_get(fd))
-			return;
-	}
+	/* Advice given before the first read must count too: make the slot. */
+	if (advice != POSIX_FADV_NORMAL && advice != POSIX_FADV_WILLNEED &&
+	    advice != POSIX_FADV_NOREUSE && !pf_fd_get(fd))
+		return;
 	with_slot(fd, on_advice, advice);
 }
 
