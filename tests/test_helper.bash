@@ -125,3 +125,83 @@ slowfs_umount() {
 	done
 	fusermount3 -uz "$mnt"
 }
+
+# --- helpers for the invariant and fault-injection tests (tests/helpers) -----------
+
+# need_faultinject: skip unless the test-only fault injector is built.
+need_faultinject() {
+	[ -r "$FAULTINJECT_LIB" ] || skip "fault injector not built: $FAULTINJECT_LIB"
+}
+
+# make_offsets PATH BYTES [--key=K]: offset-encoded data (every 8-byte word
+# holds its own offset), which the helper programs check byte by byte.
+make_offsets() {
+	"$HELPERS/pf_gen" "$@"
+}
+
+# with_plain_fi / with_disabled_fi / with_prefetch_fi CMD...: the three modes
+# with libfaultinject preloaded after the library; FI_* variables come from
+# the environment. When FI_LOG is set, each mode logs to FI_LOG.<mode>.
+with_plain_fi() {
+	env LD_PRELOAD="$FAULTINJECT_LIB" ${FI_LOG:+FI_LOG="$FI_LOG.plain"} "$@"
+}
+with_disabled_fi() {
+	env LD_PRELOAD="$PREFETCH_LIB:$FAULTINJECT_LIB" PREFETCH_DISABLE=1 \
+		${FI_LOG:+FI_LOG="$FI_LOG.disabled"} "$@"
+}
+with_prefetch_fi() {
+	env LD_PRELOAD="$PREFETCH_LIB:$FAULTINJECT_LIB" PREFETCH_STATS="$STATS" \
+		${FI_LOG:+FI_LOG="$FI_LOG.enabled"} "$@"
+}
+
+# same_in_three_modes_fi CMD...: same_in_three_modes with the injector.
+same_in_three_modes_fi() {
+	local rc_plain rc_disabled rc_enabled
+	with_plain_fi "$@" > "$BATS_TEST_TMPDIR/out.plain" 2> "$BATS_TEST_TMPDIR/err.plain"; rc_plain=$?
+	with_disabled_fi "$@" > "$BATS_TEST_TMPDIR/out.disabled" 2> "$BATS_TEST_TMPDIR/err.disabled"; rc_disabled=$?
+	with_prefetch_fi "$@" > "$BATS_TEST_TMPDIR/out.enabled" 2> "$BATS_TEST_TMPDIR/err.enabled"; rc_enabled=$?
+	echo "exit status: plain=$rc_plain disabled=$rc_disabled enabled=$rc_enabled"
+	[ "$rc_plain" -eq "$rc_disabled" ] && [ "$rc_plain" -eq "$rc_enabled" ] || return 1
+	cmp "$BATS_TEST_TMPDIR/out.plain" "$BATS_TEST_TMPDIR/out.disabled" || return 1
+	cmp "$BATS_TEST_TMPDIR/out.plain" "$BATS_TEST_TMPDIR/out.enabled" || return 1
+}
+
+# show_runs: what the last same_in_three_modes(_fi) runs printed, for the
+# log of a failing test: the enabled run's output and errors, and how the
+# plain and enabled outputs differ.
+show_runs() {
+	local d="$BATS_TEST_TMPDIR"
+	echo "--- enabled stdout (first 40 lines):"
+	head -n 40 "$d/out.enabled" 2> /dev/null
+	echo "--- enabled stderr (first 20 lines):"
+	head -n 20 "$d/err.enabled" 2> /dev/null
+	echo "--- plain stderr (first 10 lines):"
+	head -n 10 "$d/err.plain" 2> /dev/null
+	if ! cmp -s "$d/out.plain" "$d/out.enabled"; then
+		echo "--- diff plain enabled (first 40 lines):"
+		diff "$d/out.plain" "$d/out.enabled" | head -n 40
+	fi
+	return 0
+}
+
+# check_three_modes CMD...: same_in_three_modes, showing the outputs.
+check_three_modes() {
+	rm -f "$STATS"
+	same_in_three_modes "$@" && return 0
+	show_runs
+	return 1
+}
+
+# check_three_modes_fi CMD...: same_in_three_modes_fi, showing the outputs.
+check_three_modes_fi() {
+	rm -f "$STATS"
+	same_in_three_modes_fi "$@" && return 0
+	show_runs
+	return 1
+}
+
+# stat_max KEY: the largest value of KEY over the processes in $STATS.
+stat_max() {
+	[ -r "$STATS" ] || { echo 0; return; }
+	grep -o " $1=[0-9]*" "$STATS" | cut -d= -f2 | sort -n | tail -n 1 | awk '{ print $1 + 0 } END { if (NR == 0) print 0 }'
+}
