@@ -516,8 +516,12 @@ static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	}
 	if (pos < 0)
 		pos = pf_libc.lseek64(fd, 0, SEEK_CUR);
-	if (pos < 0 || st.st_size - pos < (off64_t)cfg->chunk)
-		return NULL; /* what is left fits in one request: nothing to overlap */
+	if (pos < 0 || st.st_size - pos < (off64_t)cfg->chunk) {
+		/* What is left fits in one request: nothing to overlap. Look
+		 * again only after another run of sequential reads. */
+		slot->flags &= (uint8_t)~PF_FDF_SEQ_ADVICE;
+		return NULL;
+	}
 	if (!(slot->flags & PF_FDF_CLASSIFIED)) {
 		if (!is_candidate(fd)) {
 			slot->state = PF_FD_IGNORED;
