@@ -16,11 +16,13 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "engine.h"
 #include "libc.h"
+#include "mmap_prefetch.h"
 #include "stats.h"
 #include "stdio_path.h"
 
@@ -610,3 +612,97 @@ PF_EXPORT size_t __fread_unlocked_chk(void *ptr, size_t ptrlen, size_t size, siz
 	return pf_fread_unlocked(ptr, size, n, stream);
 }
 #endif
+
+/* --- mmap --- */
+
+/* Anonymous memory (allocators, thread stacks) costs one test: only file
+ * mappings and MAP_FIXED (which may replace a watched mapping) go further. */
+#define MMAP_PASSES(flags) (((flags) & (MAP_ANONYMOUS | MAP_FIXED)) == MAP_ANONYMOUS)
+
+static void *mapping_made(void *p, size_t len, int prot, int flags, int fd, off64_t off)
+{
+	if (p != MAP_FAILED)
+		pf_mmap_mapped(p, len, prot, flags, fd, off);
+	return p;
+}
+
+static void replacing_range(void *addr, size_t len, int flags)
+{
+	if ((flags & MAP_FIXED) && pf_mmap_tracking())
+		pf_mmap_unmapping(addr, len);
+}
+
+PF_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	if (pf_libc_bind() != 0)
+		return pf_boot_mmap(addr, len, prot, flags, fd, off);
+	if (MMAP_PASSES(flags) || !pf_active())
+		return pf_libc.mmap(addr, len, prot, flags, fd, off);
+	replacing_range(addr, len, flags);
+	return mapping_made(pf_libc.mmap(addr, len, prot, flags, fd, off), len, prot, flags, fd, off);
+}
+
+#ifdef HAVE_MMAP64
+PF_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
+{
+	if (pf_libc_bind() != 0)
+		return pf_boot_mmap(addr, len, prot, flags, fd, off);
+	if (MMAP_PASSES(flags) || !pf_active())
+		return pf_libc.mmap64(addr, len, prot, flags, fd, off);
+	replacing_range(addr, len, flags);
+	return mapping_made(pf_libc.mmap64(addr, len, prot, flags, fd, off), len, prot, flags, fd,
+			    off);
+}
+#endif
+
+/* Before the real call: the thread must be done with the range first. */
+PF_EXPORT int munmap(void *addr, size_t len)
+{
+	if (pf_libc_bind() != 0)
+		return pf_boot_munmap(addr, len);
+	if (pf_mmap_tracking() && pf_active())
+		pf_mmap_unmapping(addr, len);
+	return pf_libc.munmap(addr, len);
+}
+
+/* The new address is passed only with MREMAP_FIXED, as glibc reads it. */
+PF_EXPORT void *mremap(void *old_addr, size_t old_len, size_t new_len, int flags, ...)
+{
+	void *new_addr = NULL;
+	if (flags & MREMAP_FIXED) {
+		va_list ap;
+		va_start(ap, flags);
+		new_addr = va_arg(ap, void *);
+		va_end(ap);
+	}
+	if (pf_libc_bind() != 0)
+		return pf_boot_mremap(old_addr, old_len, new_len, flags, new_addr);
+	if (pf_mmap_tracking() && pf_active()) {
+		pf_mmap_unmapping(old_addr, old_len);
+		if (flags & MREMAP_FIXED)
+			pf_mmap_unmapping(new_addr, new_len);
+	}
+	return pf_libc.mremap(old_addr, old_len, new_len, flags, new_addr);
+}
+
+PF_EXPORT int madvise(void *addr, size_t len, int advice)
+{
+	if (pf_libc_bind() != 0)
+		return pf_boot_madvise(addr, len, advice);
+	int r = pf_libc.madvise(addr, len, advice);
+	if (r == 0 && pf_mmap_tracking() && pf_active())
+		pf_mmap_advised(addr, len, advice);
+	return r;
+}
+
+/* The POSIX_MADV_* values are the MADV_* ones. glibc ignores
+ * POSIX_MADV_DONTNEED, but it still says the data is not wanted. */
+PF_EXPORT int posix_madvise(void *addr, size_t len, int advice)
+{
+	if (pf_libc_bind() != 0)
+		return ENOSYS;
+	int r = pf_libc.posix_madvise(addr, len, advice);
+	if (r == 0 && pf_mmap_tracking() && pf_active())
+		pf_mmap_advised(addr, len, advice);
+	return r;
+}

@@ -91,6 +91,12 @@ static void bind_all(void)
 	BIND(fread_unlocked);
 	BIND(__fread_chk);
 	BIND(__fread_unlocked_chk);
+	BIND(mmap);
+	BIND(mmap64);
+	BIND(munmap);
+	BIND(mremap);
+	BIND(madvise);
+	BIND(posix_madvise);
 #undef BIND
 	binding = 0;
 }

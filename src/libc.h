@@ -55,6 +55,14 @@ struct pf_libc {
 	size_t (*fread_unlocked)(void *ptr, size_t size, size_t n, FILE *stream);
 	size_t (*__fread_chk)(void *ptr, size_t ptrlen, size_t size, size_t n, FILE *stream);
 	size_t (*__fread_unlocked_chk)(void *ptr, size_t ptrlen, size_t size, size_t n, FILE *stream);
+
+	/* mmap_prefetch.c */
+	void *(*mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+	void *(*mmap64)(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
+	int (*munmap)(void *addr, size_t len);
+	void *(*mremap)(void *old_addr, size_t old_len, size_t new_len, int flags, ...);
+	int (*madvise)(void *addr, size_t len, int advice);
+	int (*posix_madvise)(void *addr, size_t len, int advice);
 };
 
 extern struct pf_libc pf_libc;

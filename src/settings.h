@@ -25,6 +25,7 @@
 #define PF_MIN_SEQUENTIAL_DEFAULT 3
 #define PF_MIN_SEQUENTIAL_MIN  1
 #define PF_MIN_SEQUENTIAL_MAX  1000
+#define PF_MMAP_DEFAULT        false
 
 struct pf_settings {
 	bool disabled;             /* PREFETCH_DISABLE: loaded, but pure pass-through */
@@ -37,6 +38,7 @@ struct pf_settings {
 	int stats;                 /* 0 off, 1 stderr, 2 file (stats_path) */
 	char stats_path[PATH_MAX];
 	int debug;                 /* PREFETCH_DEBUG level */
+	bool mmap;                 /* PREFETCH_MMAP: prefetch behind read-only file mappings */
 };
 
 /* Reads the environment on first use (thread-safe), then returns the cache. */

@@ -74,12 +74,13 @@ static int format_report(char *line, size_t size)
 			"libprefetch: pid=%d prog=%s files_prefetched=%llu bytes_served=%llu "
 			"bytes_sync=%llu bytes_fetched=%llu bytes_wasted=%llu wait_us=%llu "
 			"peak_memory=%llu streams_dropped=%llu cached_skips=%llu "
-			"errors_forwarded=%llu worker_reads=%llu\n",
+			"errors_forwarded=%llu worker_reads=%llu "
+			"mmap_mappings=%llu mmap_bytes_populated=%llu\n",
 			(int)getpid(), program_invocation_short_name, LOAD(files_prefetched),
 			LOAD(bytes_served), LOAD(bytes_sync), LOAD(bytes_fetched),
 			LOAD(bytes_wasted), LOAD(wait_ns) / 1000, LOAD(peak_memory),
 			LOAD(streams_dropped), LOAD(cached_skips), LOAD(errors_forwarded),
-			LOAD(worker_reads));
+			LOAD(worker_reads), LOAD(mmap_mappings), LOAD(mmap_bytes_populated));
 }
 
 void pf_stats_report(void)

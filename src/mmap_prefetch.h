@@ -1,0 +1,41 @@
+/* Prefetching behind mmap (PREFETCH_MMAP=1): the blocking IO of page faults,
+ * which no read() hook can see.
+ *
+ * mmap hooks register read-only mappings of regular files; one lazily started
+ * thread watches how far the program has got in each (its page faults, seen
+ * in /proc/self/pagemap) and asks the kernel to read a bounded window ahead
+ * of it (MADV_WILLNEED). munmap, mremap and MAP_FIXED over a mapping stop it
+ * first, waiting for the thread to be done with it. See mmap_prefetch.c. */
+#ifndef PF_MMAP_PREFETCH_H
+#define PF_MMAP_PREFETCH_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Number of mappings registered: while 0, munmap, mremap and madvise hooks
+ * do nothing but this one load. */
+extern unsigned pf_mmap_tracked;
+
+static inline int pf_mmap_tracking(void)
+{
+	return __atomic_load_n(&pf_mmap_tracked, __ATOMIC_RELAXED) != 0;
+}
+
+/* A mapping was created (any kind: the candidates are picked here). */
+void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
+
+/* [addr, addr + len) is about to be unmapped or replaced (munmap, mremap,
+ * MAP_FIXED): forget the mappings it overlaps, and return only once the
+ * thread is not working on any of them. */
+void pf_mmap_unmapping(void *addr, size_t len);
+
+/* The program gave advice (madvise, posix_madvise) that the kernel accepted. */
+void pf_mmap_advised(void *addr, size_t len, int advice);
+
+/* Used only while dlsym runs on this thread (see pf_libc_bind). */
+void *pf_boot_mmap(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
+int pf_boot_munmap(void *addr, size_t len);
+void *pf_boot_mremap(void *old_addr, size_t old_len, size_t new_len, int flags, void *new_addr);
+int pf_boot_madvise(void *addr, size_t len, int advice);
+
+#endif

@@ -1,0 +1,138 @@
+#!/usr/bin/env bats
+# PREFETCH_MMAP: prefetching behind read-only file mappings. The program's
+# results must not change; engagement is proved by the mmap_* statistics;
+# unmapping while the thread reads ahead must be safe; the memory cap holds;
+# writable mappings and advice are respected.
+
+load test_helper
+
+SCAN="$HELPERS/mmap_scan"
+
+# Test data sits in the page cache, so the scan is slowed down a little
+# (--work-ns per 4 KiB page) to give the thread time to see it advance.
+WORK=--work-ns=10000
+
+setup() {
+	unset PREFETCH_MMAP
+	STATS="$BATS_TEST_TMPDIR/stats"
+	cd "$BATS_TEST_TMPDIR" || return 1
+	[ -x "$SCAN" ] || skip "mmap_scan not built"
+}
+
+# mmap_same_in_three_modes CMD...: plain, disabled, and enabled with
+# PREFETCH_MMAP=1; identical stdout and exit status.
+mmap_same_in_three_modes() {
+	rm -f "$STATS"
+	PREFETCH_MMAP=1 same_in_three_modes "$@"
+}
+
+assert_mmap_engaged() {
+	echo "stats: $(cat "$STATS" 2>/dev/null)"
+	[ "$(stat_sum mmap_mappings)" -gt 0 ] || { echo "no mapping prefetched"; return 1; }
+	[ "$(stat_sum mmap_bytes_populated)" -gt 0 ] || { echo "nothing read ahead"; return 1; }
+}
+
+assert_mmap_not_engaged() {
+	echo "stats: $(cat "$STATS" 2>/dev/null)"
+	[ "$(stat_sum mmap_mappings)" -eq 0 ] && [ "$(stat_sum mmap_bytes_populated)" -eq 0 ]
+}
+
+@test "mmap: the scan's checksum is the same with and without the library, and it engages" {
+	make_file a 24000000
+	make_file b 20000000
+	make_file c 9000000
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --threads=1 $WORK a b c
+	assert_mmap_engaged
+	grep -q '^checksum [0-9]' out.plain
+	# The four modes of the experiment agree with each other.
+	for mode in "--mode=mmap --threads=3" "--mode=read --threads=1" "--mode=read --threads=3"; do
+		PREFETCH_MMAP=1 with_prefetch "$SCAN" $mode a b c > out.other
+		cmp out.plain out.other
+	done
+}
+
+@test "mmap: PREFETCH_MMAP is off by default" {
+	make_file a 24000000
+	with_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
+	assert_mmap_not_engaged
+}
+
+@test "mmap: several mappings scanned by several threads" {
+	for f in a b c d; do make_file $f 12000000; done
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --threads=4 $WORK a b c d
+	assert_mmap_engaged
+}
+
+@test "mmap: munmap while the thread reads ahead is safe" {
+	make_file big 64000000
+	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=3M --loops=40 $WORK big
+	assert_mmap_engaged
+}
+
+@test "mmap: MAP_FIXED over a prefetched mapping is safe, the new memory is untouched" {
+	make_file big 64000000
+	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=3M --loops=40 --replace $WORK big
+	assert_mmap_engaged
+}
+
+@test "mmap: a mapping larger than PREFETCH_MAX_MEMORY stays within the cap" {
+	make_file big 48000000
+	export PREFETCH_MAX_MEMORY=1M
+	mmap_same_in_three_modes "$SCAN" --mode=mmap $WORK big
+	assert_mmap_engaged
+	[ "$(stat_sum peak_memory)" -le 1048576 ]
+}
+
+@test "mmap: writable mappings are left alone" {
+	make_file a 24000000
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --map=private --prot=rw $WORK a
+	assert_mmap_not_engaged
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --map=shared --prot=rw $WORK a
+	assert_mmap_not_engaged
+}
+
+@test "mmap: MAP_PRIVATE read-only mappings are prefetched" {
+	make_file a 24000000
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --map=private $WORK a
+	assert_mmap_engaged
+}
+
+@test "mmap: small mappings are left alone" {
+	make_file small 600000
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --work-ns=200000 small
+	assert_mmap_not_engaged
+}
+
+@test "mmap: MADV_RANDOM and MADV_DONTNEED stop it, MADV_SEQUENTIAL starts it" {
+	make_file a 24000000
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --advise=random $WORK a
+	assert_mmap_not_engaged
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --advise=dontneed $WORK a
+	assert_mmap_not_engaged
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --advise=sequential $WORK a
+	assert_mmap_engaged
+}
+
+@test "mmap: random access does not engage" {
+	make_file a 48000000
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --random=8 --work-ns=20000 a
+	assert_mmap_not_engaged
+}
+
+@test "mmap: fork while a mapping is prefetched; the child prefetches its own" {
+	make_file a 24000000
+	make_file b 24000000
+	mmap_same_in_three_modes timeout 120 "$SCAN" --mode=mmap --fork $WORK a b
+	grep -q '^child checksum' out.enabled
+	grep -q '^parent checksum' out.enabled
+	assert_mmap_engaged
+	# Both processes report; the child's own mapping (b) engaged too.
+	[ "$(grep -c 'prog=mmap_scan' "$STATS")" -eq 2 ]
+	[ "$(grep 'prog=mmap_scan' "$STATS" | grep -c ' mmap_mappings=0 ')" -eq 0 ]
+}
+
+@test "mmap: PREFETCH_DISABLE=1 leaves mappings alone" {
+	make_file a 24000000
+	PREFETCH_MMAP=1 PREFETCH_DISABLE=1 with_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
+	assert_mmap_not_engaged
+}
