@@ -448,7 +448,7 @@ static void stream_detach(struct pf_fd *slot, bool wait_inflight)
 
 /* --- candidates ------------------------------------------------------------------- */
 
-static bool pseudo_filesystem(long type)
+bool pf_pseudo_filesystem(long type)
 {
 	switch (type) {
 	case PROC_SUPER_MAGIC:
@@ -465,6 +465,7 @@ static bool pseudo_filesystem(long type)
 	case SELINUX_MAGIC:
 	case SMACK_MAGIC:
 	case BINFMTFS_MAGIC:
+	case HUGETLBFS_MAGIC:   /* its pages are memory already */
 	case 0x65735543: /* fusectl */
 	case 0x19800202: /* mqueue */
 	case 0x62656570: /* configfs */
@@ -485,7 +486,7 @@ static bool is_candidate(int fd)
 	if (flags < 0 || (flags & O_ACCMODE) != O_RDONLY || (flags & (O_DIRECT | O_PATH)))
 		return false;
 	struct statfs fs;
-	if (fstatfs(fd, &fs) != 0 || pseudo_filesystem((long)fs.f_type))
+	if (fstatfs(fd, &fs) != 0 || pf_pseudo_filesystem((long)fs.f_type))
 		return false;
 	return true;
 }

@@ -53,6 +53,10 @@ void pf_fd_advised(int fd, int advice);
 /* fcntl(F_SETFL) set flags such as O_DIRECT. */
 void pf_fd_flags_changed(int fd, int flags);
 
+/* Filesystems whose files are not data on storage (proc, sysfs, cgroup,
+ * hugetlbfs, ...): never prefetched. */
+bool pf_pseudo_filesystem(long type);
+
 /* Fork handlers, registered once by the constructor. */
 void pf_engine_atfork_prepare(void);
 void pf_engine_atfork_parent(void);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "libc.h"
@@ -132,4 +133,28 @@ off64_t pf_boot_lseek(int fd, off64_t offset, int whence)
 int pf_boot_close(int fd)
 {
 	return __close(fd);
+}
+
+/* glibc's own aliases of these (__mmap, __munmap, __madvise) are
+ * GLIBC_PRIVATE and cannot be linked to: while dlsym runs on this thread
+ * (it allocates, and allocators map memory), the system calls themselves
+ * are the only way to the kernel that no hook intercepts. */
+void *pf_boot_mmap(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
+{
+	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+int pf_boot_munmap(void *addr, size_t len)
+{
+	return (int)syscall(SYS_munmap, addr, len);
+}
+
+void *pf_boot_mremap(void *old_addr, size_t old_len, size_t new_len, int flags, void *new_addr)
+{
+	return (void *)syscall(SYS_mremap, old_addr, old_len, new_len, flags, new_addr);
+}
+
+int pf_boot_madvise(void *addr, size_t len, int advice)
+{
+	return (int)syscall(SYS_madvise, addr, len, advice);
 }

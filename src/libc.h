@@ -81,5 +81,9 @@ ssize_t pf_boot_read(int fd, void *buf, size_t count);
 ssize_t pf_boot_pread(int fd, void *buf, size_t count, off64_t offset);
 off64_t pf_boot_lseek(int fd, off64_t offset, int whence);
 int pf_boot_close(int fd);
+void *pf_boot_mmap(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
+int pf_boot_munmap(void *addr, size_t len);
+void *pf_boot_mremap(void *old_addr, size_t old_len, size_t new_len, int flags, void *new_addr);
+int pf_boot_madvise(void *addr, size_t len, int advice);
 
 #endif

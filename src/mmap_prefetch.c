@@ -67,7 +67,6 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -153,28 +152,6 @@ static size_t page_size;
 /* The thread's only buffer: static, so a turn never allocates. */
 static uint64_t probe_buf[PF_MMAP_PROBE_PAGES];
 
-/* --- boot fallbacks: raw system calls, for hooks reached from inside dlsym --- */
-
-void *pf_boot_mmap(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
-{
-	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
-}
-
-int pf_boot_munmap(void *addr, size_t len)
-{
-	return (int)syscall(SYS_munmap, addr, len);
-}
-
-void *pf_boot_mremap(void *old_addr, size_t old_len, size_t new_len, int flags, void *new_addr)
-{
-	return (void *)syscall(SYS_mremap, old_addr, old_len, new_len, flags, new_addr);
-}
-
-int pf_boot_madvise(void *addr, size_t len, int advice)
-{
-	return (int)syscall(SYS_madvise, addr, len, advice);
-}
-
 /* --- fork ----------------------------------------------------------------------- */
 
 static void atfork_prepare(void)
@@ -223,39 +200,6 @@ static void init_once_fn(void)
 
 /* --- candidates ------------------------------------------------------------------- */
 
-/* The pseudo filesystems engine.c's candidate check rejects (same list; to
- * be shared once engine.c exports it), and hugetlbfs, whose pages are
- * memory already. */
-static bool not_a_data_fs(long type)
-{
-	switch (type) {
-	case PROC_SUPER_MAGIC:
-	case SYSFS_MAGIC:
-	case DEBUGFS_MAGIC:
-	case TRACEFS_MAGIC:
-	case SECURITYFS_MAGIC:
-	case CGROUP_SUPER_MAGIC:
-	case CGROUP2_SUPER_MAGIC:
-	case DEVPTS_SUPER_MAGIC:
-	case BPF_FS_MAGIC:
-	case PSTOREFS_MAGIC:
-	case EFIVARFS_MAGIC:
-	case SELINUX_MAGIC:
-	case SMACK_MAGIC:
-	case BINFMTFS_MAGIC:
-	case HUGETLBFS_MAGIC:
-	case 0x65735543: /* fusectl */
-	case 0x19800202: /* mqueue */
-	case 0x62656570: /* configfs */
-	case 0x6e736673: /* nsfs */
-	case 0x50495045: /* pipefs */
-	case 0x534f434b: /* sockfs */
-		return true;
-	default:
-		return false;
-	}
-}
-
 /* The bytes of file data the mapping holds, or 0 if it is not a candidate. */
 static size_t file_extent(int fd, off64_t off, size_t len)
 {
@@ -263,7 +207,7 @@ static size_t file_extent(int fd, off64_t off, size_t len)
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= off)
 		return 0;
 	struct statfs fs;
-	if (fstatfs(fd, &fs) != 0 || not_a_data_fs((long)fs.f_type))
+	if (fstatfs(fd, &fs) != 0 || pf_pseudo_filesystem((long)fs.f_type))
 		return 0;
 	uint64_t data = (uint64_t)(st.st_size - off);
 	return data < len ? (size_t)data : len;

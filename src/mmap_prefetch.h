@@ -32,10 +32,4 @@ void pf_mmap_unmapping(void *addr, size_t len);
 /* The program gave advice (madvise, posix_madvise) that the kernel accepted. */
 void pf_mmap_advised(void *addr, size_t len, int advice);
 
-/* Used only while dlsym runs on this thread (see pf_libc_bind). */
-void *pf_boot_mmap(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
-int pf_boot_munmap(void *addr, size_t len);
-void *pf_boot_mremap(void *old_addr, size_t old_len, size_t new_len, int flags, void *new_addr);
-int pf_boot_madvise(void *addr, size_t len, int advice);
-
 #endif
