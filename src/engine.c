@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
 #include <unistd.h>
@@ -27,7 +28,7 @@ __thread int pf_in_library __attribute__((tls_model("initial-exec")));
 /* Bounds the chunk bookkeeping of one stream whatever WINDOW/CHUNK say. */
 #define PF_MAX_DEPTH 1024u
 /* The window a fresh stream starts with, in chunks. */
-#define PF_INITIAL_DEPTH 2u
+#define PF_INITIAL_DEPTH 8u
 #define PF_OFF_MAX ((off64_t)LLONG_MAX)
 #define PF_WORKER_STACK ((size_t)256 * 1024)
 /* Preads outside the window in a row before a stream is given up. */
@@ -513,6 +514,15 @@ static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		slot->state = PF_FD_IGNORED;
+		return NULL;
+	}
+	if (!cfg->block_devices && major(st.st_dev) != 0) {
+		/* A filesystem on a local block device: the kernel's own
+		 * readahead already overlaps its IO with the program, and a
+		 * second copy through our buffers would only cost. Network,
+		 * FUSE and other device-less filesystems have major 0. */
+		slot->state = PF_FD_IGNORED;
+		PF_STAT_ADD(block_device_skips, 1);
 		return NULL;
 	}
 	if (pos < 0)

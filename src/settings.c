@@ -112,6 +112,7 @@ static void read_all(void)
 							PF_MIN_SEQUENTIAL_MIN,
 							PF_MIN_SEQUENTIAL_MAX, parse_count);
 	settings.skip_cached = read_flag("PREFETCH_SKIP_CACHED", true);
+	settings.block_devices = read_flag("PREFETCH_BLOCK_DEVICES", false);
 	settings.mmap = read_flag("PREFETCH_MMAP", PF_MMAP_DEFAULT);
 	read_stats();
 	/* A window smaller than one chunk would never schedule anything. */

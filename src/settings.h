@@ -16,7 +16,7 @@
 #define PF_CHUNK_DEFAULT       (256 * PF_KIB)
 #define PF_CHUNK_MIN           (4 * PF_KIB)
 #define PF_CHUNK_MAX           (64 * PF_MIB)
-#define PF_THREADS_DEFAULT     8
+#define PF_THREADS_DEFAULT     16
 #define PF_THREADS_MIN         1
 #define PF_THREADS_MAX         64
 #define PF_MAX_MEMORY_DEFAULT  (128 * PF_MIB)
@@ -35,6 +35,7 @@ struct pf_settings {
 	size_t max_memory;         /* PREFETCH_MAX_MEMORY: cap on all buffers */
 	unsigned min_sequential;   /* PREFETCH_MIN_SEQUENTIAL: reads before engaging */
 	bool skip_cached;          /* PREFETCH_SKIP_CACHED: pass through cached data */
+	bool block_devices;        /* PREFETCH_BLOCK_DEVICES: prefetch on local disks too */
 	int stats;                 /* 0 off, 1 stderr, 2 file (stats_path) */
 	char stats_path[PATH_MAX];
 	int debug;                 /* PREFETCH_DEBUG level */

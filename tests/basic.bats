@@ -66,3 +66,17 @@ load test_helper
 	with_plain md5sum data > plain.out
 	[ "$output" = "$(cat plain.out)" ]
 }
+
+@test "local block devices: passed through by default, prefetched with PREFETCH_BLOCK_DEVICES=1" {
+	make_file data 20000000
+	dev=$(stat -c '%D' data)
+	[ $((0x$dev >> 8)) -ne 0 ] || skip "the test directory is not on a block device"
+	run -0 env -u PREFETCH_BLOCK_DEVICES LD_PRELOAD="$PREFETCH_LIB" PREFETCH_STATS="$STATS" md5sum data
+	echo "$output"
+	assert_not_engaged
+	[ "$(stat_sum block_device_skips)" -eq 1 ]
+	rm -f "$STATS"
+	run -0 env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_BLOCK_DEVICES=1 PREFETCH_STATS="$STATS" md5sum data
+	assert_engaged
+	[ "$(stat_sum block_device_skips)" -eq 0 ]
+}

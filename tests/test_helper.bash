@@ -19,6 +19,9 @@ PREFETCH_WRAPPER="$abs_top_builddir/prefetch"
 # would rightly pass such reads through. Tests that prove engagement turn
 # that shortcut off; the tests of the shortcut itself turn it back on.
 export PREFETCH_SKIP_CACHED=0
+# Likewise the test files sit on a local disk, which is passed through by
+# default (kernel readahead keeps up there); the engine is tested on it.
+export PREFETCH_BLOCK_DEVICES=1
 unset PREFETCH_DISABLE PREFETCH_STATS PREFETCH_DEBUG PREFETCH_WINDOW PREFETCH_CHUNK \
 	PREFETCH_THREADS PREFETCH_MAX_MEMORY PREFETCH_MIN_SEQUENTIAL
 
