@@ -885,7 +885,8 @@ static void slot_reset(struct pf_fd *slot)
 	slot->bypass_left = 0;
 }
 
-static void reset_fd(int fd)
+/* Runs fn on the slot of fd under its lock, if the slot exists. */
+static void with_slot(int fd, void (*fn)(struct pf_fd *slot, int arg), int arg)
 {
 	struct pf_fd *slot = pf_fd_find(fd);
 	if (!slot)
@@ -893,34 +894,35 @@ static void reset_fd(int fd)
 	int saved = errno;
 	pf_in_library = 1;
 	pthread_mutex_lock(&slot->lock);
-	slot_reset(slot);
+	fn(slot, arg);
 	pthread_mutex_unlock(&slot->lock);
 	pf_in_library = 0;
 	errno = saved;
+}
+
+/* Forgets the slot; then, given the descriptor of a file just opened for
+ * reading (or -1), prefetches it at once. */
+static void on_new_file(struct pf_fd *slot, int fd_to_engage)
+{
+	slot_reset(slot);
+	if (fd_to_engage >= 0) {
+		struct pf_stream *s = try_engage(slot, fd_to_engage, 0);
+		if (s)
+			s->speculative = true;
+	}
 }
 
 void pf_fd_opened(int fd, bool for_reading)
 {
-	reset_fd(fd);
-	if (!for_reading || !__atomic_load_n(&whole_file_reader, __ATOMIC_RELAXED))
-		return;
-	struct pf_fd *slot = pf_fd_get(fd);
-	if (!slot)
-		return;
-	int saved = errno;
-	pf_in_library = 1;
-	pthread_mutex_lock(&slot->lock);
-	struct pf_stream *s = try_engage(slot, fd, 0);
-	if (s)
-		s->speculative = true; /* not yet shared with any worker decision */
-	pthread_mutex_unlock(&slot->lock);
-	pf_in_library = 0;
-	errno = saved;
+	/* Only a process that reads whole files gets a slot made for this. */
+	bool engage = for_reading && __atomic_load_n(&whole_file_reader, __ATOMIC_RELAXED) &&
+		      pf_fd_get(fd);
+	with_slot(fd, on_new_file, engage ? fd : -1);
 }
 
 void pf_fd_closing(int fd)
 {
-	reset_fd(fd);
+	with_slot(fd, on_new_file, -1);
 }
 
 static void reset_slot_cb(int fd, struct pf_fd *slot, void *arg)
@@ -939,21 +941,6 @@ void pf_fd_closing_range(unsigned first, unsigned last)
 	int saved = errno;
 	pf_in_library = 1;
 	pf_fd_for_each(first, last, reset_slot_cb, NULL);
-	pf_in_library = 0;
-	errno = saved;
-}
-
-/* Runs fn on the slot of fd under its lock, if the slot exists. */
-static void with_slot(int fd, void (*fn)(struct pf_fd *slot, int arg), int arg)
-{
-	struct pf_fd *slot = pf_fd_find(fd);
-	if (!slot)
-		return;
-	int saved = errno;
-	pf_in_library = 1;
-	pthread_mutex_lock(&slot->lock);
-	fn(slot, arg);
-	pthread_mutex_unlock(&slot->lock);
 	pf_in_library = 0;
 	errno = saved;
 }

@@ -82,17 +82,28 @@ assert_not_engaged() {
 	[ "$(stat_sum files_prefetched)" -eq 0 ]
 }
 
-# same_in_three_modes CMD...: runs CMD (stdout to files) without the library,
-# loaded-but-disabled and enabled; asserts identical stdout and exit status.
+# compare_modes PLAIN DISABLED ENABLED CMD...: runs CMD through each of the
+# three runner functions (stdout and stderr to files in $BATS_TEST_TMPDIR);
+# asserts identical stdout and exit status.
+compare_modes() {
+	local d=$BATS_TEST_TMPDIR mode runner rc=() i=0
+	local runners=("$1" "$2" "$3") modes=(plain disabled enabled)
+	shift 3
+	for runner in "${runners[@]}"; do
+		mode=${modes[i++]}
+		"$runner" "$@" > "$d/out.$mode" 2> "$d/err.$mode"
+		rc+=($?)
+	done
+	echo "exit status: plain=${rc[0]} disabled=${rc[1]} enabled=${rc[2]}"
+	[ "${rc[0]}" -eq "${rc[1]}" ] && [ "${rc[0]}" -eq "${rc[2]}" ] || return 1
+	cmp "$d/out.plain" "$d/out.disabled" || return 1
+	cmp "$d/out.plain" "$d/out.enabled" || return 1
+}
+
+# same_in_three_modes CMD...: CMD without the library, loaded-but-disabled
+# and enabled give the same stdout and exit status.
 same_in_three_modes() {
-	local rc_plain rc_disabled rc_enabled
-	with_plain "$@" > "$BATS_TEST_TMPDIR/out.plain" 2> "$BATS_TEST_TMPDIR/err.plain"; rc_plain=$?
-	with_disabled "$@" > "$BATS_TEST_TMPDIR/out.disabled" 2> "$BATS_TEST_TMPDIR/err.disabled"; rc_disabled=$?
-	with_prefetch "$@" > "$BATS_TEST_TMPDIR/out.enabled" 2> "$BATS_TEST_TMPDIR/err.enabled"; rc_enabled=$?
-	echo "exit status: plain=$rc_plain disabled=$rc_disabled enabled=$rc_enabled"
-	[ "$rc_plain" -eq "$rc_disabled" ] && [ "$rc_plain" -eq "$rc_enabled" ] || return 1
-	cmp "$BATS_TEST_TMPDIR/out.plain" "$BATS_TEST_TMPDIR/out.disabled" || return 1
-	cmp "$BATS_TEST_TMPDIR/out.plain" "$BATS_TEST_TMPDIR/out.enabled" || return 1
+	compare_modes with_plain with_disabled with_prefetch "$@"
 }
 
 # need_root: skip unless running as root.
@@ -159,14 +170,7 @@ with_prefetch_fi() {
 
 # same_in_three_modes_fi CMD...: same_in_three_modes with the injector.
 same_in_three_modes_fi() {
-	local rc_plain rc_disabled rc_enabled
-	with_plain_fi "$@" > "$BATS_TEST_TMPDIR/out.plain" 2> "$BATS_TEST_TMPDIR/err.plain"; rc_plain=$?
-	with_disabled_fi "$@" > "$BATS_TEST_TMPDIR/out.disabled" 2> "$BATS_TEST_TMPDIR/err.disabled"; rc_disabled=$?
-	with_prefetch_fi "$@" > "$BATS_TEST_TMPDIR/out.enabled" 2> "$BATS_TEST_TMPDIR/err.enabled"; rc_enabled=$?
-	echo "exit status: plain=$rc_plain disabled=$rc_disabled enabled=$rc_enabled"
-	[ "$rc_plain" -eq "$rc_disabled" ] && [ "$rc_plain" -eq "$rc_enabled" ] || return 1
-	cmp "$BATS_TEST_TMPDIR/out.plain" "$BATS_TEST_TMPDIR/out.disabled" || return 1
-	cmp "$BATS_TEST_TMPDIR/out.plain" "$BATS_TEST_TMPDIR/out.enabled" || return 1
+	compare_modes with_plain_fi with_disabled_fi with_prefetch_fi "$@"
 }
 
 # show_runs: what the last same_in_three_modes(_fi) runs printed, for the
