@@ -1,0 +1,181 @@
+#!/usr/bin/env bats
+# slowfs, the slow storage of the benchmarks: it must pass data through
+# unchanged, really be slow, serve concurrent requests concurrently; and
+# libprefetch must engage on it.
+
+load test_helper
+
+# The slowfs checks do not need the library: only the last tests do.
+setup() {
+	STATS="$BATS_TEST_TMPDIR/stats"
+	SRC="$BATS_TEST_TMPDIR/src"
+	MNT="$BATS_TEST_TMPDIR/mnt"
+	mkdir -p "$SRC" "$MNT"
+	cd "$BATS_TEST_TMPDIR" || return 1
+}
+
+teardown() {
+	slowfs_umount "$MNT"
+}
+
+# mount_or_skip [SLOWFS OPTIONS...]: mounts $SRC on $MNT; skips where FUSE
+# cannot be mounted at all (container without the right), fails otherwise.
+mount_or_skip() {
+	need_fuse
+	if ! slowfs_mount "$SRC" "$MNT" "$@" 2> "$BATS_TEST_TMPDIR/slowfs.err"; then
+		cat "$BATS_TEST_TMPDIR/slowfs.err"
+		if grep -qiE 'permission denied|not permitted|fuse device not found' \
+			"$BATS_TEST_TMPDIR/slowfs.err"; then
+			skip "FUSE cannot be mounted here"
+		fi
+		return 1
+	fi
+}
+
+# elapsed_ms CMD...: runs CMD, prints its wall time in milliseconds.
+elapsed_ms() {
+	local t0=$EPOCHREALTIME t1
+	"$@" > /dev/null || return 1
+	t1=$EPOCHREALTIME
+	echo $(( (${t1/./} - ${t0/./}) / 1000 ))
+}
+
+read_dd() {
+	dd if="$1" of=/dev/null bs=128k status=none
+}
+
+read_two_parallel() {
+	read_dd "$1" & local p=$!
+	read_dd "$2"
+	wait "$p"
+}
+
+read_two_serial() {
+	read_dd "$1" && read_dd "$2"
+}
+
+@test "slowfs: content, listing, links and statfs pass through" {
+	make_file "$SRC/data" 3000000
+	mkdir "$SRC/dir"
+	make_text "$SRC/dir/text" 1000
+	ln -s data "$SRC/link"
+	mount_or_skip --delay-us=100
+	cmp "$SRC/data" "$MNT/data"
+	cmp "$SRC/dir/text" "$MNT/dir/text"
+	[ "$(readlink "$MNT/link")" = data ]
+	cmp "$SRC/data" "$MNT/link"
+	[ "$(ls "$MNT")" = "$(ls "$SRC")" ]
+	[ "$(stat -c %s "$MNT/data")" -eq 3000000 ]
+	df "$MNT" > /dev/null
+	# read-only, and the stats file stays hidden
+	run touch "$MNT/new"
+	[ "$status" -ne 0 ]
+	run ls -a "$MNT"
+	[[ "$output" != *slowfs-stats* ]]
+}
+
+@test "slowfs: direct_io content and request counters" {
+	make_file "$SRC/data" 1048576
+	mount_or_skip --direct-io --delay-us=100
+	cmp "$SRC/data" "$MNT/data"
+	dd if="$MNT/data" bs=128k status=none | cmp - "$SRC/data"
+	cat "$MNT/.slowfs-stats"
+	grep -q 'reads=[1-9]' "$MNT/.slowfs-stats"
+}
+
+@test "slowfs: the per-request delay is applied" {
+	make_file "$SRC/data" 1048576
+	mount_or_skip --direct-io --delay-us=20000
+	local ms
+	ms=$(elapsed_ms read_dd "$MNT/data")
+	echo "1 MiB in 8 requests of 128 KiB at 20 ms: $ms ms"
+	[ "$ms" -ge 160 ]
+}
+
+@test "slowfs: the bandwidth cap is applied" {
+	make_file "$SRC/data" 1048576
+	mount_or_skip --direct-io --bandwidth=4194304
+	local ms
+	ms=$(elapsed_ms read_dd "$MNT/data")
+	echo "1 MiB at 4 MiB/s: $ms ms"
+	[ "$ms" -ge 240 ]
+}
+
+@test "slowfs: concurrent requests are served concurrently" {
+	make_file "$SRC/a" 1048576
+	make_file "$SRC/b" 1048576
+	mount_or_skip --direct-io --delay-us=20000
+	local serial parallel
+	serial=$(elapsed_ms read_two_serial "$MNT/a" "$MNT/b")
+	parallel=$(elapsed_ms read_two_parallel "$MNT/a" "$MNT/b")
+	echo "serial $serial ms, parallel $parallel ms"
+	cat "$MNT/.slowfs-stats"
+	# Overlapped: well under the serial time (ideal: half).
+	[ $(( parallel * 100 )) -lt $(( serial * 80 )) ]
+	grep -q 'max_inflight=[2-9]' "$MNT/.slowfs-stats"
+}
+
+@test "slowfs: unmount writes the counters to --stats" {
+	make_file "$SRC/data" 65536
+	mount_or_skip --direct-io --stats="$BATS_TEST_TMPDIR/slowfs.stats"
+	cat "$MNT/data" > /dev/null
+	slowfs_umount "$MNT"
+	# the daemon writes the file as it exits, just after the unmount
+	local i
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		[ -s "$BATS_TEST_TMPDIR/slowfs.stats" ] && break
+		sleep 0.1
+	done
+	cat "$BATS_TEST_TMPDIR/slowfs.stats"
+	grep -q 'bytes=65536' "$BATS_TEST_TMPDIR/slowfs.stats"
+}
+
+need_library() {
+	[ -r "$PREFETCH_LIB" ] || { echo "library not built: $PREFETCH_LIB"; return 1; }
+}
+
+@test "libprefetch engages on slowfs direct_io: same md5sum" {
+	need_library
+	make_file "$SRC/data" 4194304
+	mount_or_skip --direct-io --delay-us=5000
+	local plain enabled
+	plain=$(with_plain md5sum < "$MNT/data")
+	enabled=$(with_prefetch md5sum "$MNT/data" | cut -d' ' -f1)
+	[ "${plain%% *}" = "$enabled" ]
+	[ "$enabled" = "$(md5sum < "$SRC/data" | cut -d' ' -f1)" ]
+	assert_engaged
+}
+
+@test "libprefetch engages on slowfs direct_io with PREFETCH_SKIP_CACHED=1" {
+	need_library
+	make_file "$SRC/data" 4194304
+	mount_or_skip --direct-io --delay-us=5000
+	# direct_io data is never in the page cache: the shortcut must not fire.
+	PREFETCH_SKIP_CACHED=1 with_prefetch gzip -1 -c "$MNT/data" > out.gz
+	gzip -dc out.gz | cmp - "$SRC/data"
+	assert_engaged
+}
+
+@test "libprefetch engages on cold slowfs with page cache: same gzip -dc" {
+	need_library
+	# incompressible, so that the .gz takes more than a few 256 KiB reads
+	make_file "$SRC/data" 4194304
+	gzip -1 -c "$SRC/data" > "$SRC/data.gz"
+	# no --keep-cache: each open starts cold
+	mount_or_skip --delay-us=5000
+	PREFETCH_SKIP_CACHED=1 with_prefetch gzip -dc "$MNT/data.gz" | cmp - "$SRC/data"
+	assert_engaged
+}
+
+@test "libprefetch: md5sum on slowfs direct_io 5 ms is faster than plain" {
+	need_library
+	make_file "$SRC/data" 4194304
+	mount_or_skip --direct-io --delay-us=5000
+	local plain enabled
+	plain=$(elapsed_ms with_plain md5sum "$MNT/data")
+	enabled=$(elapsed_ms with_prefetch md5sum "$MNT/data")
+	echo "plain $plain ms, libprefetch $enabled ms"
+	# 128 requests of 32 KiB at 5 ms one after the other (~640 ms) against
+	# a pipeline; a loose bound so that a loaded machine does not flake.
+	[ $(( enabled * 100 )) -lt $(( plain * 60 )) ]
+}

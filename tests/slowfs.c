@@ -1,0 +1,458 @@
+/*
+ * slowfs: a read-only FUSE pass-through that makes storage slow on purpose.
+ *
+ *   slowfs [--delay-us=N] [--bandwidth=BYTES_PER_SEC] [--direct-io]
+ *          [--keep-cache] [--max-read=BYTES] [--threads=N] [--stats=PATH]
+ *          SRCDIR MOUNTPOINT [-f] [-s] [-d] [-o fuse-options]
+ *
+ * Every read request sleeps delay_us, plus size/bandwidth when a bandwidth
+ * is given, before it is answered: the round trip of a network or object
+ * store. The cap is per request (each request "streams" at that rate), so
+ * concurrent requests overlap as they would against a real server; that is
+ * the headroom a prefetcher uses. Requests are served by fuse_loop_mt with
+ * --threads workers (default 16).
+ *
+ * --direct-io sets direct_io on every open: no page cache and no kernel
+ * readahead, each read() of the program is a round trip. Without it the
+ * page cache works, but is dropped at each open unless --keep-cache, so that
+ * each benchmark run of a file starts cold without needing root.
+ *
+ * Readiness: without -f the process daemonizes only after the mount is in
+ * place, so when `slowfs SRC MNT` returns the mount is usable.
+ *
+ * Counters: the hidden file MOUNTPOINT/.slowfs-stats (not listed) reads as
+ * one line "reads=N bytes=N max_inflight=N max_request=N opens=N"; the same
+ * line is written to --stats=PATH at unmount.
+ */
+#define FUSE_USE_VERSION 312
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+
+#define STATS_NAME "/.slowfs-stats"
+/* No real descriptor has this value: marks the open stats file. */
+#define STATS_FH UINT64_MAX
+
+struct options {
+	unsigned long delay_us;
+	unsigned long long bandwidth;
+	unsigned long max_read;
+	unsigned long threads;
+	int direct_io;
+	int keep_cache;
+	char *stats_path;
+	int show_help;
+};
+
+static struct options opt = { .threads = 16 };
+static char *srcdir;
+static int srcfd = -1;
+
+static struct {
+	unsigned long long reads, bytes, opens;
+	long inflight, max_inflight, max_request;
+} counters;
+
+#define OPT(t, p) { t, offsetof(struct options, p), 1 }
+static const struct fuse_opt option_spec[] = {
+	OPT("--delay-us=%lu", delay_us),
+	OPT("--bandwidth=%llu", bandwidth),
+	OPT("--max-read=%lu", max_read),
+	OPT("--threads=%lu", threads),
+	OPT("--direct-io", direct_io),
+	OPT("--keep-cache", keep_cache),
+	OPT("--stats=%s", stats_path),
+	OPT("-h", show_help),
+	OPT("--help", show_help),
+	FUSE_OPT_END
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] SRCDIR MOUNTPOINT [fuse options]\n"
+	       "  --delay-us=N          sleep N microseconds per read request\n"
+	       "  --bandwidth=B         plus size/B seconds per request (bytes/s)\n"
+	       "  --direct-io           no page cache, no kernel readahead\n"
+	       "  --keep-cache          keep the page cache across opens\n"
+	       "  --max-read=BYTES      largest read request (mount max_read)\n"
+	       "  --threads=N           concurrent request workers (default 16)\n"
+	       "  --stats=PATH          write request counters at unmount\n"
+	       "  -f                    stay in the foreground\n\n", prog);
+}
+
+/* Paths from FUSE start with '/': make them relative to srcfd. */
+static const char *rel(const char *path)
+{
+	return path[1] ? path + 1 : ".";
+}
+
+static int is_stats(const char *path)
+{
+	return path && strcmp(path, STATS_NAME) == 0;
+}
+
+static void counter_max(long *slot, long v)
+{
+	long cur = __atomic_load_n(slot, __ATOMIC_RELAXED);
+	while (v > cur && !__atomic_compare_exchange_n(slot, &cur, v, 1,
+			__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+static int format_stats(char *buf, size_t len)
+{
+	return snprintf(buf, len,
+			"reads=%llu bytes=%llu max_inflight=%ld max_request=%ld opens=%llu\n",
+			__atomic_load_n(&counters.reads, __ATOMIC_RELAXED),
+			__atomic_load_n(&counters.bytes, __ATOMIC_RELAXED),
+			__atomic_load_n(&counters.max_inflight, __ATOMIC_RELAXED),
+			__atomic_load_n(&counters.max_request, __ATOMIC_RELAXED),
+			__atomic_load_n(&counters.opens, __ATOMIC_RELAXED));
+}
+
+/* The simulated round trip: delay plus transfer time at the capped rate. */
+static void simulate_latency(size_t size)
+{
+	unsigned long long ns = (unsigned long long)opt.delay_us * 1000ULL;
+	struct timespec ts;
+
+	if (opt.bandwidth)
+		ns += (unsigned long long)size * 1000000000ULL / opt.bandwidth;
+	if (!ns)
+		return;
+	ts.tv_sec = ns / 1000000000ULL;
+	ts.tv_nsec = ns % 1000000000ULL;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+static void *sfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	/* libfuse insists that this matches the max_read mount option. */
+	if (opt.max_read)
+		conn->max_read = (unsigned)opt.max_read;
+	/* read, release and fgetattr work on the descriptor alone. */
+	cfg->nullpath_ok = 1;
+	cfg->kernel_cache = opt.keep_cache;
+	/* The source is not supposed to change while mounted. */
+	cfg->attr_timeout = 10;
+	cfg->entry_timeout = 10;
+	return NULL;
+}
+
+static int sfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	if ((fi && fi->fh == STATS_FH) || is_stats(path)) {
+		memset(st, 0, sizeof(*st));
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		/* Size 0: read through direct_io, which does not stop at i_size. */
+		return 0;
+	}
+	if (fi)
+		return fstat((int)fi->fh, st) == -1 ? -errno : 0;
+	return fstatat(srcfd, rel(path), st, AT_SYMLINK_NOFOLLOW) == -1 ? -errno : 0;
+}
+
+static int sfs_readlink(const char *path, char *buf, size_t size)
+{
+	ssize_t n;
+
+	if (size == 0)
+		return -EINVAL;
+	n = readlinkat(srcfd, rel(path), buf, size - 1);
+	if (n == -1)
+		return -errno;
+	buf[n] = '\0';
+	return 0;
+}
+
+static int sfs_opendir(const char *path, struct fuse_file_info *fi)
+{
+	int fd = openat(srcfd, rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+
+	if (fd == -1)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	return 0;
+}
+
+static int sfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
+		       off_t off, struct fuse_file_info *fi,
+		       enum fuse_readdir_flags flags)
+{
+	DIR *d = (DIR *)(uintptr_t)fi->fh;
+	struct dirent *de;
+
+	(void)path; (void)off; (void)flags;
+	/* Offsets of 0 make libfuse buffer the whole listing: one pass. */
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		memset(&st, 0, sizeof(st));
+		st.st_ino = de->d_ino;
+		st.st_mode = (mode_t)DTTOIF(de->d_type);
+		if (filler(buf, de->d_name, &st, 0, 0))
+			break;
+	}
+	return 0;
+}
+
+static int sfs_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	closedir((DIR *)(uintptr_t)fi->fh);
+	return 0;
+}
+
+static int sfs_open(const char *path, struct fuse_file_info *fi)
+{
+	int fd;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return -EROFS;
+	if (is_stats(path)) {
+		fi->fh = STATS_FH;
+		fi->direct_io = 1;
+		return 0;
+	}
+	fd = openat(srcfd, rel(path), O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return -errno;
+	fi->fh = (uint64_t)fd;
+	fi->direct_io = opt.direct_io;
+	fi->keep_cache = opt.keep_cache;
+	__atomic_add_fetch(&counters.opens, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int read_stats(char *buf, size_t size, off_t off)
+{
+	char line[256];
+	int len = format_stats(line, sizeof(line));
+
+	if (off >= len)
+		return 0;
+	if (size > (size_t)(len - off))
+		size = (size_t)(len - off);
+	memcpy(buf, line + off, size);
+	return (int)size;
+}
+
+static int sfs_read(const char *path, char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	size_t done = 0;
+	long now;
+
+	(void)path;
+	if (fi->fh == STATS_FH)
+		return read_stats(buf, size, off);
+
+	now = __atomic_add_fetch(&counters.inflight, 1, __ATOMIC_RELAXED);
+	counter_max(&counters.max_inflight, now);
+	simulate_latency(size);
+	while (done < size) {
+		ssize_t n = pread((int)fi->fh, buf + done, size - done, off + (off_t)done);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			__atomic_sub_fetch(&counters.inflight, 1, __ATOMIC_RELAXED);
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	__atomic_sub_fetch(&counters.inflight, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&counters.reads, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&counters.bytes, done, __ATOMIC_RELAXED);
+	counter_max(&counters.max_request, (long)size);
+	return (int)done;
+}
+
+static int sfs_release(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	if (fi->fh != STATS_FH)
+		close((int)fi->fh);
+	return 0;
+}
+
+static int sfs_statfs(const char *path, struct statvfs *sv)
+{
+	(void)path;
+	return fstatvfs(srcfd, sv) == -1 ? -errno : 0;
+}
+
+static void sfs_destroy(void *data)
+{
+	char line[256];
+	FILE *f;
+
+	(void)data;
+	if (!opt.stats_path)
+		return;
+	format_stats(line, sizeof(line));
+	f = fopen(opt.stats_path, "a");
+	if (!f)
+		return;
+	fputs(line, f);
+	fclose(f);
+}
+
+static const struct fuse_operations ops = {
+	.init = sfs_init,
+	.getattr = sfs_getattr,
+	.readlink = sfs_readlink,
+	.opendir = sfs_opendir,
+	.readdir = sfs_readdir,
+	.releasedir = sfs_releasedir,
+	.open = sfs_open,
+	.read = sfs_read,
+	.release = sfs_release,
+	.statfs = sfs_statfs,
+	.destroy = sfs_destroy,
+};
+
+/* The first non-option is SRCDIR (consumed), the second the mountpoint. */
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	(void)data; (void)outargs;
+	if (key == FUSE_OPT_KEY_NONOPT && !srcdir) {
+		srcdir = realpath(arg, NULL);
+		if (!srcdir) {
+			fprintf(stderr, "slowfs: %s: %s\n", arg, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	return 1;
+}
+
+/* fuse_daemonize() changes to /: a relative --stats path would move. */
+static int absolutize(char **path)
+{
+	char cwd[PATH_MAX], *abs;
+
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -1;
+	abs = malloc(strlen(cwd) + strlen(*path) + 2);
+	if (!abs)
+		return -1;
+	sprintf(abs, "%s/%s", cwd, *path);
+	free(*path);
+	*path = abs;
+	return 0;
+}
+
+static int add_mount_options(struct fuse_args *args)
+{
+	char buf[64];
+
+	/* ro: the kernel refuses writes itself; fsname/subtype: readable `mount`. */
+	if (fuse_opt_add_arg(args, "-oro,fsname=slowfs,subtype=slowfs") != 0)
+		return -1;
+	if (opt.max_read) {
+		snprintf(buf, sizeof(buf), "-omax_read=%lu", opt.max_read);
+		if (fuse_opt_add_arg(args, buf) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int serve(struct fuse *fuse, const struct fuse_cmdline_opts *copts)
+{
+	struct fuse_loop_config *lc;
+	int res;
+
+	if (copts->singlethread)
+		return fuse_loop(fuse);
+	lc = fuse_loop_cfg_create();
+	if (!lc)
+		return -1;
+	fuse_loop_cfg_set_clone_fd(lc, copts->clone_fd);
+	fuse_loop_cfg_set_max_threads(lc, (unsigned)opt.threads);
+	/* Keep idle workers: creating a thread per burst would add latency. */
+	fuse_loop_cfg_set_idle_threads(lc, (unsigned)opt.threads);
+	res = fuse_loop_mt(fuse, lc);
+	fuse_loop_cfg_destroy(lc);
+	return res;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts copts;
+	struct fuse *fuse = NULL;
+	int res = 1;
+
+	if (fuse_opt_parse(&args, &opt, option_spec, opt_proc) == -1)
+		return 2;
+	if (opt.show_help) {
+		usage(argv[0]);
+		return 0;
+	}
+	if (opt.stats_path && opt.stats_path[0] != '/' && absolutize(&opt.stats_path) != 0)
+		return 2;
+	if (!srcdir || opt.threads == 0) {
+		usage(argv[0]);
+		return 2;
+	}
+	if (add_mount_options(&args) != 0 || fuse_parse_cmdline(&args, &copts) != 0)
+		return 2;
+	if (!copts.mountpoint) {
+		usage(argv[0]);
+		return 2;
+	}
+	srcfd = open(srcdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (srcfd == -1) {
+		fprintf(stderr, "slowfs: %s: %s\n", srcdir, strerror(errno));
+		goto out;
+	}
+	fuse = fuse_new(&args, &ops, sizeof(ops), NULL);
+	if (!fuse)
+		goto out;
+	if (fuse_mount(fuse, copts.mountpoint) != 0)
+		goto out_destroy;
+	/* Only now: the parent exits once the mount is usable. */
+	if (fuse_daemonize(copts.foreground) != 0)
+		goto out_unmount;
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+		goto out_unmount;
+	res = serve(fuse, &copts) == 0 ? 0 : 1;
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+out_unmount:
+	fuse_unmount(fuse);
+out_destroy:
+	fuse_destroy(fuse);
+out:
+	free(copts.mountpoint);
+	fuse_opt_free_args(&args);
+	free(srcdir);
+	if (srcfd != -1)
+		close(srcfd);
+	return res;
+}
