@@ -14,6 +14,11 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck disable=SC2034 # used by the scripts that source this file
 build_packages=(autoconf automake libtool pkg-config make gcc libc6-dev bats
 	libfuse3-dev fuse3 strace man-db)
+# The programs that tests/realprograms.bats runs with and without the library
+# (a missing one only skips its test); most are in every Debian system.
+# shellcheck disable=SC2034 # used by scripts/check
+test_packages=(coreutils diffutils grep sed mawk tar gzip xz-utils bzip2 zstd cpio
+	python3 perl sqlite3 git)
 
 say() { printf '==> %s\n' "$*"; }
 warn() { printf '%s: warning: %s\n' "${0##*/}" "$*" >&2; }
