@@ -23,7 +23,7 @@ load test_helper
 
 @test "disabled: loaded but nothing is prefetched and no statistics are gathered" {
 	make_file data 20000000
-	run -0 env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_DISABLE=1 PREFETCH_STATS="$STATS" md5sum data
+	run -0 env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_DISABLE=1 PREFETCH_STATS="$STATS" md5sum data
 	echo "$output"
 	assert_not_engaged
 }
@@ -44,7 +44,7 @@ load test_helper
 @test "warm page cache: reads pass straight through by default" {
 	make_file data 20000000
 	cat data > /dev/null
-	run -0 env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_SKIP_CACHED=1 PREFETCH_STATS="$STATS" md5sum data
+	run -0 env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_SKIP_CACHED=1 PREFETCH_STATS="$STATS" md5sum data
 	echo "$output"
 	cat "$STATS"
 	[ "$(stat_sum cached_skips)" -gt 0 ]
@@ -53,14 +53,14 @@ load test_helper
 
 @test "stats: PREFETCH_STATS=1 reports on stderr even when the program closed it" {
 	make_file data 2000000
-	run -0 --separate-stderr env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_STATS=1 md5sum data
+	run -0 --separate-stderr env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_STATS=1 md5sum data
 	echo "stderr: $stderr"
 	[[ "$stderr" == *"libprefetch: pid="*"prog=md5sum"* ]]
 }
 
 @test "a bad setting warns once and uses the default" {
 	make_file data 2000000
-	run -0 --separate-stderr env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_WINDOW=lots md5sum data
+	run -0 --separate-stderr env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_WINDOW=lots md5sum data
 	echo "stderr: $stderr"
 	[ "$(echo "$stderr" | grep -c 'libprefetch: PREFETCH_WINDOW')" -eq 1 ]
 	with_plain md5sum data > plain.out
@@ -71,12 +71,12 @@ load test_helper
 	make_file data 20000000
 	dev=$(stat -c '%D' data)
 	[ $((0x$dev >> 8)) -ne 0 ] || skip "the test directory is not on a block device"
-	run -0 env -u PREFETCH_BLOCK_DEVICES LD_PRELOAD="$PREFETCH_LIB" PREFETCH_STATS="$STATS" md5sum data
+	run -0 env -u PREFETCH_BLOCK_DEVICES LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_STATS="$STATS" md5sum data
 	echo "$output"
 	assert_not_engaged
 	[ "$(stat_sum block_device_skips)" -eq 1 ]
 	rm -f "$STATS"
-	run -0 env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_BLOCK_DEVICES=1 PREFETCH_STATS="$STATS" md5sum data
+	run -0 env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_BLOCK_DEVICES=1 PREFETCH_STATS="$STATS" md5sum data
 	assert_engaged
 	[ "$(stat_sum block_device_skips)" -eq 0 ]
 }

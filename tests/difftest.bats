@@ -17,7 +17,7 @@ DIFFTEST="$HELPERS/difftest"
 # difftest_diff ARGS...: one --run-diff of the real library; statistics of
 # the enabled runs go to $STATS.
 difftest_diff() {
-	env PREFETCH_STATS="$STATS" "$DIFFTEST" --run-diff --lib="$PREFETCH_LIB" \
+	env PREFETCH_STATS="$STATS" "$DIFFTEST" --run-diff --lib="$SANITIZER_PRELOAD$PREFETCH_LIB" \
 		--dir="$BATS_TEST_TMPDIR/files" "$@"
 }
 
@@ -67,7 +67,7 @@ difftest_diff() {
 	# Short reads of f0 (always one of the larger files) stand in for a
 	# broken shim: they change what read() returns.
 	run -1 env FI_PATH_SUFFIX=/f0 FI_SHORT=1000 "$DIFFTEST" --run-diff \
-		--lib="$FAULTINJECT_LIB" --dir=files --seed=5 --ops=40 --tries=1
+		--lib="$SANITIZER_PRELOAD$FAULTINJECT_LIB" --dir=files --seed=5 --ops=40 --tries=1
 	echo "$output"
 	[[ $output == *"DIFFERENCE: seed 5"* ]]
 	[[ $output == *"minimal sequence:"* ]]

@@ -167,8 +167,10 @@ engaged_on() {
 	command -v strace > /dev/null || skip "strace not installed"
 	strace -f -o /dev/null true 2> /dev/null || skip "strace cannot trace here (ptrace not permitted)"
 	local log="$BATS_TEST_TMPDIR/strace.log"
+	# (LeakSanitizer cannot run under ptrace: no leak check in a sanitized build.)
+	! sanitized || ASAN_OPTIONS+=:detect_leaks=0
 	run -0 strace -f -e trace=execve,pread64 -o "$log" \
-		env LD_PRELOAD="$PREFETCH_LIB" md5sum "$BATS_FILE_TMPDIR/medium"
+		env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" md5sum "$BATS_FILE_TMPDIR/medium"
 	echo "$output"
 	local main
 	main=$(awk '/execve\(.*md5sum/ { print $1; exit }' "$log")

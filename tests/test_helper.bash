@@ -15,6 +15,67 @@ HELPERS="$abs_top_builddir/tests/helpers"
 SLOWFS="$abs_top_builddir/tests/slowfs"
 PREFETCH_WRAPPER="$abs_top_builddir/prefetch"
 
+# --- sanitized builds (configure --enable-sanitizers) ----------------------------
+# A library built with AddressSanitizer, preloaded into programs that are not
+# (md5sum, gzip, ...), needs the ASan runtime first in LD_PRELOAD; it pulls in
+# the UBSan runtime itself (both are dependencies of the library). The test
+# programs of tests/ are instrumented too in such a build. SANITIZER_PRELOAD
+# is that runtime followed by a colon, or empty for a normal build: every
+# LD_PRELOAD that names the library puts it in front ("$SANITIZER_PRELOAD$PREFETCH_LIB").
+SANITIZER_PRELOAD=$(ldd "$PREFETCH_LIB" 2> /dev/null |
+	awk '$1 ~ /^libasan\.so/ && $3 ~ /^\// { print $3 ":"; exit }')
+if [ -n "$SANITIZER_PRELOAD" ]; then
+	# ASan and LeakSanitizer reports go to files, one per process, that
+	# teardown_file (below) prints and fails on: a report of a process whose
+	# status or stderr a test ignores is not lost. The status of a process
+	# with a finding is distinctive: 86 (ASan, leaks), 87 (UBSan, whose
+	# reports go to stderr: UBSan ignores log_path next to ASan). Leaks are
+	# reported (detect_leaks=1): LSan reports only unreachable memory, which
+	# the programs run here leave almost none of at exit; tests/lsan.supp
+	# names the exceptions, programs that are not ours.
+	SANITIZER_LOG_DIR="${BATS_FILE_TMPDIR:-${BATS_RUN_TMPDIR:-${TMPDIR:-/tmp}}}/sanitizer-reports"
+	mkdir -p "$SANITIZER_LOG_DIR"
+	export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86:log_path=$SANITIZER_LOG_DIR/asan"
+	export LSAN_OPTIONS="suppressions=$abs_top_srcdir/tests/lsan.supp:print_suppressions=0"
+	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=0:exitcode=87"
+fi
+
+# sanitized: true in a sanitized build.
+sanitized() {
+	[ -n "$SANITIZER_PRELOAD" ]
+}
+
+# allow_late_sanitizer_runtime: for programs run through the prefetch
+# wrapper, which puts the library first in LD_PRELOAD: in a sanitized build
+# the ASan runtime is then loaded as the library's dependency, which ASan
+# refuses unless told (it checks less there: its malloc is not the one used).
+allow_late_sanitizer_runtime() {
+	sanitized || return 0
+	ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0"
+}
+
+# sanitizer_reports: prints the sanitizer reports of this test file so far;
+# fails when there is one.
+sanitizer_reports() {
+	sanitized || return 0
+	local f status=0
+	for f in "$SANITIZER_LOG_DIR"/*; do
+		# (Not the warnings alone: "Running thread N was not suspended"
+		# comes from the fork child of a process with threads.)
+		grep -q 'ERROR\|runtime error\|fatal error' "$f" 2> /dev/null || continue
+		status=1
+		echo "--- sanitizer report ${f##*/}:"
+		cat "$f"
+	done
+	return $status
+}
+
+# teardown_file: a test file with a sanitizer report fails (a test file that
+# needs its own teardown_file must call sanitizer_reports from it).
+teardown_file() {
+	sanitizer_reports
+}
+
 # Test data is freshly written and so sits in the page cache; the library
 # would rightly pass such reads through. Tests that prove engagement turn
 # that shortcut off; the tests of the shortcut itself turn it back on.
@@ -51,12 +112,12 @@ with_plain() {
 
 # with_disabled CMD...: the library loaded, but PREFETCH_DISABLE=1.
 with_disabled() {
-	env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_DISABLE=1 "$@"
+	env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_DISABLE=1 "$@"
 }
 
 # with_prefetch CMD...: the library enabled, statistics appended to $STATS.
 with_prefetch() {
-	env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_STATS="$STATS" "$@"
+	env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_STATS="$STATS" "$@"
 }
 
 # stat_sum KEY: the sum of KEY over every process that reported to $STATS.
@@ -95,6 +156,15 @@ compare_modes() {
 		rc+=($?)
 	done
 	echo "exit status: plain=${rc[0]} disabled=${rc[1]} enabled=${rc[2]}"
+	# A sanitizer finding in all three (in a test program) is still one.
+	if sanitized && [[ " ${rc[*]} " =~ \ 8[67]\  ]]; then
+		echo "a sanitizer reported an error (status 86: ASan/LSan, 87: UBSan):"
+		for mode in "${modes[@]}"; do
+			grep -h -A 30 'runtime error\|Sanitizer' "$d/err.$mode" 2> /dev/null
+		done | head -n 60
+		sanitizer_reports
+		return 1
+	fi
 	[ "${rc[0]}" -eq "${rc[1]}" ] && [ "${rc[0]}" -eq "${rc[2]}" ] || return 1
 	cmp "$d/out.plain" "$d/out.disabled" || return 1
 	cmp "$d/out.plain" "$d/out.enabled" || return 1
@@ -157,14 +227,14 @@ make_offsets() {
 # with libfaultinject preloaded after the library; FI_* variables come from
 # the environment. When FI_LOG is set, each mode logs to FI_LOG.<mode>.
 with_plain_fi() {
-	env LD_PRELOAD="$FAULTINJECT_LIB" ${FI_LOG:+FI_LOG="$FI_LOG.plain"} "$@"
+	env LD_PRELOAD="$SANITIZER_PRELOAD$FAULTINJECT_LIB" ${FI_LOG:+FI_LOG="$FI_LOG.plain"} "$@"
 }
 with_disabled_fi() {
-	env LD_PRELOAD="$PREFETCH_LIB:$FAULTINJECT_LIB" PREFETCH_DISABLE=1 \
+	env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB:$FAULTINJECT_LIB" PREFETCH_DISABLE=1 \
 		${FI_LOG:+FI_LOG="$FI_LOG.disabled"} "$@"
 }
 with_prefetch_fi() {
-	env LD_PRELOAD="$PREFETCH_LIB:$FAULTINJECT_LIB" PREFETCH_STATS="$STATS" \
+	env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB:$FAULTINJECT_LIB" PREFETCH_STATS="$STATS" \
 		${FI_LOG:+FI_LOG="$FI_LOG.enabled"} "$@"
 }
 

@@ -4,6 +4,7 @@
 
 load test_helper
 bats_require_minimum_version 1.5.0
+allow_late_sanitizer_runtime
 
 # A harmless library that exists on this system, to stand for something
 # another tool preloaded before us.

@@ -75,9 +75,10 @@ long long parse_size(const char *text)
 	if (errno || end == text)
 		die("bad number: %s", text);
 	switch (toupper((unsigned char)*end)) {
-	case 'K': v <<= 10; end++; break;
-	case 'M': v <<= 20; end++; break;
-	case 'G': v <<= 30; end++; break;
+	/* Multiplied, not shifted: sizes may be negative (--skip=16:-512K). */
+	case 'K': v *= 1024; end++; break;
+	case 'M': v *= 1024 * 1024; end++; break;
+	case 'G': v *= 1024 * 1024 * 1024LL; end++; break;
 	default: break;
 	}
 	if (*end)

@@ -89,5 +89,6 @@ int main(int argc, char **argv)
 				die("append: %m");
 		}
 	}
+	free(buf);
 	return problems ? 1 : 0;
 }

@@ -89,5 +89,7 @@ int main(int argc, char **argv)
 	long rss_after = vm_rss_kb();
 	printf("opened=%ld read=%lld threads=%d\n", n, total, thread_count());
 	fprintf(stderr, "rss_growth_kb=%ld\n", rss_after - rss_before);
+	free(fds);
+	free(buf);
 	return 0;
 }

@@ -65,5 +65,11 @@ int main(int argc, char **argv)
 		printf("file %d: read %lld hash=%016llx offset=%lld\n", i, (long long)pos[i],
 		       (unsigned long long)hash[i], (long long)lseek(fds[i], 0, SEEK_CUR));
 	printf("bad=%ld\n", bad);
+	free(buf);
+	free(names);
+	free(done);
+	free(hash);
+	free(pos);
+	free(fds);
 	return bad ? 1 : 0;
 }

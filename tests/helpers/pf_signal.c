@@ -96,5 +96,6 @@ int main(int argc, char **argv)
 	printf("read %lld hash=%016llx offset=%lld bad=%ld handler_bad=%d\n", (long long)pos,
 	       (unsigned long long)hash, (long long)lseek(fd, 0, SEEK_CUR), bad, (int)handler_bad);
 	fprintf(stderr, "signals handled: %ld, EINTR: %ld\n", (long)handled, eintr);
+	free(buf);
 	return bad || handler_bad ? 1 : 0;
 }

@@ -156,5 +156,10 @@ int main(int argc, char **argv)
 	int ok = !problems && !unknown && end == st.st_size;
 	printf("threads=%d bs=%zu size=%lld coverage=%s offset=%lld\n", nthreads, bs,
 	       (long long)st.st_size, ok ? "exact" : "WRONG", (long long)lseek(fd, 0, SEEK_CUR));
+	free(all);
+	for (int i = 0; i <= nthreads; i++)
+		free(workers[i].ranges);
+	free(workers);
+	free(buf);
 	return ok ? 0 : 1;
 }
