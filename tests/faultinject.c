@@ -19,6 +19,12 @@
  *                      gets it, so a program sees the same data either way.
  *   FI_SHORT=N         reads return at most N bytes.
  *   FI_DELAY_US=N      sleep N microseconds before each read (slow storage).
+ *   FI_SLOW_AT=OFFSET  a read whose range covers OFFSET sleeps FI_SLOW_US
+ *   FI_SLOW_US=N       more (default 300000), then logs "slow at OFFSET
+ *                      LATER": how many reads starting past OFFSET's
+ *                      read had gone ahead meanwhile, i.e. completed out of
+ *                      order. Applied before FI_EIO_AT, so the two together
+ *                      make an error that arrives after later ranges.
  *   FI_LOG=PATH        append a line per injected error, and at exit one
  *                      line counting the reads of the file by the main
  *                      thread and by other threads.
@@ -60,6 +66,8 @@ static const char *suffix;
 static size_t suffix_len;
 static long long eio_at = -1, eintr_at = -1;
 static long long short_max = -1;
+static long long slow_at = -1, slow_us;
+static unsigned long later_reads;
 static long delay_us;
 static const char *log_path;
 static int eintr_done;
@@ -93,6 +101,10 @@ static void fi_init(void)
 	if (short_max == 0)
 		short_max = -1;
 	delay_us = (long)env_number("FI_DELAY_US");
+	slow_at = env_number("FI_SLOW_AT");
+	slow_us = env_number("FI_SLOW_US");
+	if (slow_us < 0)
+		slow_us = 300000;
 	log_path = getenv("FI_LOG");
 	if (log_path && !*log_path)
 		log_path = NULL;
@@ -154,6 +166,15 @@ static ssize_t fi_decide(off64_t off, size_t count, int *err)
 	}
 	if (off < 0 || count == 0)
 		return (ssize_t)count;
+	if (slow_at >= 0 && off > slow_at)
+		__atomic_add_fetch(&later_reads, 1, __ATOMIC_RELAXED);
+	if (slow_at >= 0 && off <= slow_at && (unsigned long long)slow_at < (unsigned long long)off + count) {
+		unsigned long before = __atomic_load_n(&later_reads, __ATOMIC_RELAXED);
+		struct timespec ts = { slow_us / 1000000, (slow_us % 1000000) * 1000 };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		fi_log("slow at", off, (long long)(__atomic_load_n(&later_reads, __ATOMIC_RELAXED) - before));
+	}
 	if (short_max > 0 && count > (size_t)short_max)
 		count = (size_t)short_max;
 	if (eio_at >= 0 && off <= eio_at && (unsigned long long)eio_at < (unsigned long long)off + count) {

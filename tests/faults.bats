@@ -97,6 +97,22 @@ eio_same_calls() {
 	[ "$status" -eq 0 ]
 }
 
+@test "EIO in a range that completes after later ranges: reported at its offset, in order" {
+	# The failing range is held back 300 ms; workers complete the ranges
+	# after it meanwhile. The program must still get every byte before the
+	# error, then the error, at the offset the kernel gives it.
+	export FI_EIO_AT=$((5 * 1048576 + 4096)) FI_SLOW_AT=$((5 * 1048576 + 4096)) FI_SLOW_US=300000
+	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --trace --verify \
+		--on-error=skip:4096
+	echo "$output"
+	show_fi_log
+	grep -q "^error pos=$FI_EIO_AT errno=EIO" "$BATS_TEST_TMPDIR/out.enabled"
+	assert_engaged
+	[ "$(stat_sum errors_forwarded)" -ge 1 ]
+	# Out of order for real: reads past the failing range went ahead of it.
+	awk '$2 == "slow" && $5 > 0 { n++ } END { exit !(n > 0) }' "$FI_LOG.enabled"
+}
+
 @test "EIO before prefetching engaged: same calls" {
 	export FI_EIO_AT=100000
 	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --trace --verify --on-error=skip:4096
