@@ -325,6 +325,20 @@ data() { echo "$BATS_FILE_TMPDIR/$1"; }
 	assert_engaged
 }
 
+@test "a file cut short while ranges past the new end are prefetched: reads stop there" {
+	local f="$BATS_TEST_TMPDIR/shrinking"
+	make_offsets "$f" $((16 * 1048576))
+	run -0 check_three_modes "$HELPERS/pf_append" "$f" --reset=16M --during=1M --shrink-to=3M \
+		--append=100000 --rounds=1
+	echo "$output"
+	grep -q 'round 0: read 3145728 ' "$BATS_TEST_TMPDIR/out.enabled"
+	grep -q 'round 1: read 100000 ' "$BATS_TEST_TMPDIR/out.enabled"
+	assert_engaged
+	# The prefetched bytes past the cut were thrown away, not served.
+	echo "bytes_wasted=$(stat_sum bytes_wasted)"
+	[ "$(stat_sum bytes_wasted)" -gt 0 ]
+}
+
 @test "threads reading one descriptor: every byte read exactly once" {
 	run -0 check_three_modes "$HELPERS/pf_threads" "$(data data)" --threads=4 --bs=65536
 	echo "$output"

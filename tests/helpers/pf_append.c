@@ -1,5 +1,5 @@
 /* pf_append FILE [--bs=N] [--rounds=R] [--append=BYTES] [--during=BYTES]
- *           [--reset=SIZE]
+ *           [--shrink-to=SIZE] [--reset=SIZE]
  *
  * End of file is not final: data appended later must be read. FILE must be
  * offset-encoded (pf_gen). The program reads FILE to end of file on one
@@ -8,6 +8,9 @@
  * (default 3). With --during, the first append happens after the first
  * BYTES of the file were read: prefetching has by then reached the old end of
  * file, and the appended data must still be read in the same round.
+ * --shrink-to makes that first change a cut to SIZE bytes instead (ftruncate
+ * through the second descriptor), with prefetched ranges past the new end
+ * in flight: the reads must stop at the new end.
  * --reset first cuts FILE to SIZE bytes, so that runs repeat. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,7 +26,7 @@ int main(int argc, char **argv)
 	const char *path = NULL, *v;
 	size_t bs = 65536;
 	long rounds = 3;
-	long long append = 100000, during = -1, reset = -1;
+	long long append = 100000, during = -1, reset = -1, shrink_to = -1;
 	for (int i = 1; i < argc; i++) {
 		if ((v = opt_value(argv[i], "bs")))
 			bs = (size_t)parse_size(v);
@@ -33,13 +36,16 @@ int main(int argc, char **argv)
 			append = parse_size(v);
 		else if ((v = opt_value(argv[i], "during")))
 			during = parse_size(v);
+		else if ((v = opt_value(argv[i], "shrink-to")))
+			shrink_to = parse_size(v);
 		else if ((v = opt_value(argv[i], "reset")))
 			reset = parse_size(v);
 		else
 			path = argv[i];
 	}
 	if (!path)
-		die("usage: pf_append FILE [--bs=N] [--rounds=R] [--append=BYTES] [--during=BYTES]");
+		die("usage: pf_append FILE [--bs=N] [--rounds=R] [--append=BYTES] [--during=BYTES] "
+		    "[--shrink-to=SIZE] [--reset=SIZE]");
 
 	if (reset >= 0 && truncate(path, (off_t)reset) < 0)
 		die("truncate %s: %m", path);
@@ -55,6 +61,13 @@ int main(int argc, char **argv)
 		long long got = 0;
 		uint64_t hash = FNV_INIT;
 		for (;;) {
+			if (round == 0 && during >= 0 && pos >= during && shrink_to >= 0) {
+				if (ftruncate(wfd, (off_t)shrink_to) < 0)
+					die("ftruncate: %m");
+				printf("round 0: cut to %lld after reading %lld\n", shrink_to,
+				       (long long)pos);
+				during = -1;
+			}
 			if (round == 0 && during >= 0 && pos >= during) {
 				struct stat st;
 				fstat(wfd, &st);
