@@ -1,9 +1,10 @@
 /* Prefetching behind mmap (PREFETCH_MMAP=1).
  *
  * A program that reads a file through a mapping blocks in page faults; the
- * kernel reads a little around each miss, one miss at a time. Here one
- * lazily started thread reads ahead of it instead, in bounded steps, and only
- * as far ahead as the program is seen to go.
+ * kernel reads a little around each miss, one miss at a time. Here a few
+ * lazily started worker threads read ahead of it instead, on distinct
+ * ranges, several requests in flight, and only as far ahead as the program
+ * is seen to go.
  *
  * Which mappings: PROT_READ without PROT_WRITE, not anonymous, of a regular
  * file on a real filesystem, holding at least PF_MMAP_MIN_CHUNKS chunks of
@@ -11,25 +12,73 @@
  * never reach the hook (it calls the kernel directly).
  *
  * How the program's progress is seen: /proc/self/pagemap. A page is "present"
- * there when it is mapped in this process's page tables, which for a file
- * mapping happens when the program faults on it (with the kernel's
- * fault-around, up to 64 KiB at once). Reading ahead with MADV_WILLNEED only
- * puts pages in the page cache, never in the page tables, so the present
- * bits remain the program's own footprint: the highest present page past the
- * last known position is how far it got. mincore() cannot tell this: it
- * reports page-cache residency, which our own reading ahead sets, and since
- * Linux 5.2 reports every page resident for files the caller may not write.
- * One probe is one pread of at most PF_MMAP_PROBE_PAGES entries (8 bytes
- * each), at most once per millisecond per mapping, less when nothing moves.
+ * there when it is mapped in this process's page tables, which for the
+ * program's mapping happens when the program faults on it (with the kernel's
+ * fault-around, up to 64 KiB at once). The workers never touch the program's
+ * mapping: the hook makes a second, private read-only mapping of the same
+ * file data (the shadow, MADV_DONTFORK), and the workers read ahead in that
+ * one. So the present bits of the program's mapping remain its own
+ * footprint: the highest present page past the last known position is how
+ * far it got. mincore() cannot tell this: it reports page-cache residency,
+ * which our own reading ahead sets. One probe is one pread of at most
+ * PF_MMAP_PROBE_PAGES entries (8 bytes each), at most once per millisecond
+ * per mapping, less when nothing moves; one probe at a time.
  *
- * Why MADV_WILLNEED and not MADV_POPULATE_READ: POPULATE_READ faults the
- * pages in one after the other, synchronously, which is what the program
- * does itself (measured on FUSE with 5 ms per request: no gain at all), and
- * it maps them, which would erase the progress signal above. WILLNEED starts
- * the reads and returns: one thread keeps many requests in flight (2x on the
- * same FUSE mount). The kernel reads at most max(read_ahead_kb, device
- * io size) per call, so calls are PF_MMAP_ADVISE_STEP bytes, the smallest
- * usual read_ahead_kb.
+ * How a worker reads ahead: one step is PF_MMAP_ADVISE_STEP (128 KiB, one
+ * FUSE request) of the shadow: MADV_WILLNEED (sends the read), then
+ * MADV_POPULATE_READ (waits until the data is there, and reads it itself if
+ * the kernel dropped the readahead), then MADV_DONTNEED (unmaps it from the
+ * shadow again; the page cache keeps it, the process's RSS does not grow).
+ * Steps are claimed under the lock in file order, so workers read distinct
+ * ranges nearest the program first. A worker whose step blocked
+ * PF_MMAP_SLOW_STEP_NS while more steps wait and none is idle starts
+ * another, up to min(PREFETCH_THREADS, PF_MMAP_MAX_WORKERS): on a local
+ * disk or a warm cache one worker mostly stays alone. With fewer than
+ * PF_MMAP_MAX_WORKERS allowed, a worker takes several steps at once
+ * (WILLNEED each, then one POPULATE_READ), to keep as many reads in flight.
+ * Without MADV_POPULATE_READ (Linux < 5.14), WILLNEED alone.
+ *
+ * Data already cached is not read again: before stepping, one worker at a
+ * time per mapping asks mincore() how much of what is next is in the page
+ * cache (one step's worth, or PF_MMAP_CHECK_SPAN after a cached one) and
+ * skips it (mmap_bytes_cached). Only where mincore tells the truth: files
+ * of the caller, or root; elsewhere every step is taken. And when a probe
+ * finds that the program went past all that was read ahead at more than
+ * PF_MMAP_WARM_BYTES_PER_NS, it reads from the page cache: no steps, and
+ * probes every PF_MMAP_POLL_ACTIVE_NS, until it slows down.
+ *
+ * Why so, measured on slowfs (FUSE, 5 ms per request, 16 server threads;
+ * Linux 6.18), a program faulting through a 64 MiB mapping while threads
+ * read a window ahead of it:
+ *   - One thread issuing MADV_WILLNEED (the previous design): 75-110 MB/s.
+ *     WILLNEED returns once the requests are queued, and FUSE drops
+ *     readahead while its background queue is congested (num_background >=
+ *     congestion_threshold, 9 of max_background 12) and the file's readahead
+ *     state says the pages are only "async": the program's own faults set
+ *     that state, so most of a window advised in a burst was dropped and
+ *     the program then faulted it in itself, 1-2 requests in flight.
+ *     Raising congestion_threshold to 12 took 4 WILLNEED threads from
+ *     163-195 to 279-281 MB/s (1 thread stayed at ~100).
+ *   - WILLNEED of more than 128 KiB per call: the kernel reads only the
+ *     first max(read_ahead_kb, io size) of it; 512 KiB steps: 39 MB/s.
+ *   - pread() from several threads: 8: 173, 16: 230-278 MB/s, but it needs
+ *     a descriptor of the program's file and does not fill the page cache
+ *     of a direct_io file (MAP_PRIVATE mappings of those use it).
+ *   - MADV_POPULATE_READ alone: 8 threads 158-162, 16 threads 243-270 MB/s
+ *     (a fault reads around the faulting page: two 64 KiB requests per
+ *     step).
+ *   - WILLNEED + POPULATE_READ per step, K threads: K x 128 KiB / 5 ms up to
+ *     FUSE's max_background: 4: 95, 8: 188, 12: 279, 16: 278 MB/s; the same
+ *     with direct_io and MAP_PRIVATE. Hence 12 workers at most.
+ * The whole scan (tests/helpers/mmap_scan, 8 x 64 MiB, 1 thread; see
+ * docs/benchmarks.md): slowfs 5 ms 11.2 s without the library, 5.7 s with
+ * the previous design, 2.4 s with this one (read() with 8 threads and no
+ * library: 2.4 s); with direct_io 11.2 / 5.7 / 2.5 s (read(): 2.7 s). On a
+ * warm cache about 1.5-2 ms more per process (6-9% of that 20-30 ms scan),
+ * which is why PREFETCH_MMAP is off by default. Placing the pagemap
+ * descriptor at 512 grew the descriptor table, which in a process with
+ * threads waits for an RCU grace period: 8-10 ms; it now goes just below
+ * the table's current size.
  *
  * Engagement: after PF_MMAP_ENGAGE_CHUNKS chunks of forward progress (a run
  * of present pages from where the program was, holes of at most
@@ -41,19 +90,20 @@
  * stops reading releases them after PF_MMAP_IDLE_RELEASE_NS.
  *
  * Unmapping: munmap, mremap and MAP_FIXED call pf_mmap_unmapping() first. It
- * marks the mappings in the range dead and waits until the thread is not
- * working on them; the thread only ever makes system calls on a mapping
- * (pread of pagemap, madvise), never touches its memory, checks the dead
- * flag between calls and makes at most PF_MMAP_ROUND_BYTES of calls per
- * turn, so the wait is one madvise at most. An address range unmapped
- * behind the hooks' back (raw system calls) makes madvise fail with ENOMEM,
- * which stops the mapping: no fault, no crash. mprotect needs nothing: the
- * thread's calls work, or fail harmlessly, whatever the protection.
+ * marks the mappings in the range dead (and those whose shadow it meets),
+ * waits until no worker is in a call on them (each is in one step, one
+ * mincore or one pagemap read: the wait is one step at most), and unmaps
+ * their shadows. The workers only make system calls on the
+ * shadow, which is theirs, and never touch memory, so neither the program's
+ * unmapping nor its mprotect can make them fault. An error of a step (the
+ * file shrank: EFAULT; an IO error) drops the mapping; the program sees the
+ * error itself, as without the library.
  *
  * Locks: mm.lock guards the table. Nothing that could take a lock of the
  * program or of an allocator (malloc, stdio, logging) runs while it is held
- * or while the thread works on a mapping, since munmap may be called with
- * an allocator's lock held and waits for both. */
+ * or while a worker is on a mapping, since munmap may be called with an
+ * allocator's lock held and waits for both; a worker starts another
+ * (pthread_create allocates) only when it is on no mapping. */
 #include "config.h"
 
 #include <errno.h>
@@ -84,12 +134,17 @@
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
 #endif
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 
 #define PF_MMAP_SLOTS          64u
 #define PF_MMAP_MIN_CHUNKS     4u                   /* smaller mappings are not tracked */
 #define PF_MMAP_ENGAGE_CHUNKS  2u                   /* progress seen before reading ahead */
 #define PF_MMAP_ADVISE_STEP    ((size_t)128 * 1024) /* one MADV_WILLNEED */
-#define PF_MMAP_ROUND_BYTES    ((size_t)2 * 1024 * 1024) /* per mapping per turn */
+#define PF_MMAP_MAX_WORKERS    12u                  /* and at most PREFETCH_THREADS */
+#define PF_MMAP_CHECK_SPAN     ((size_t)2 * 1024 * 1024) /* one mincore */
+#define PF_MMAP_WARM_BYTES_PER_NS 1.0                /* 1 GB/s */
 #define PF_MMAP_PROBE_PAGES    4096u                /* pagemap entries per probe */
 #define PF_MMAP_GAP_PAGES      32u                  /* largest hole in a sequential run */
 #define PF_MMAP_WORKER_STACK   ((size_t)64 * 1024)
@@ -102,6 +157,8 @@
 #define PF_MMAP_POLL_ASLEEP_NS  (1000 * MS) /* ... and after PF_MMAP_ASLEEP_NS of that */
 #define PF_MMAP_ASLEEP_NS       (5000 * MS)
 #define PF_MMAP_IDLE_RELEASE_NS (1000 * MS)
+#define PF_MMAP_SLOW_STEP_NS    (1 * MS)    /* a step that blocked: one more worker */
+#define PF_MMAP_FD_CHECK_NS     (100 * MS)
 
 #define PM_PRESENT ((uint64_t)1 << 63)
 
@@ -110,22 +167,25 @@ enum map_state { MAP_FREE = 0, MAP_WATCHING, MAP_ENGAGED, MAP_RANDOM };
 /* Advice waiting for the thread, which alone changes a mapping's state. */
 enum map_advice { ADV_NONE = 0, ADV_NORMAL, ADV_SEQUENTIAL, ADV_WILLNEED, ADV_RANDOM, ADV_STOP };
 
-/* What one turn of the thread decided, applied under the lock. */
-enum turn_result { TURN_OK, TURN_ENGAGE, TURN_DONE, TURN_STOP };
-
 struct pf_map {
-	/* Set when registered; guarded by mm.lock. */
+	/* Set when registered; everything is guarded by mm.lock. */
 	uintptr_t start;
+	uintptr_t shadow;      /* our own read-only mapping of the same file data */
 	size_t maplen;         /* the whole mapping, for overlap tests */
 	size_t datalen;        /* the part holding file data at map time, page-rounded */
-	uint8_t state;         /* enum map_state; changed by the thread only */
+	uint8_t state;         /* enum map_state; changed by the workers only */
 	uint8_t advice;        /* enum map_advice; set by hooks */
 	bool dead;             /* being unmapped: never touch it again */
-	bool busy;             /* the thread works on it, mm.lock not held */
-	/* The thread's own, written while busy or under mm.lock. */
+	bool stop;             /* done with: freed once no worker is on it */
+	bool probing;          /* a worker reads its pagemap entries, mm.lock not held */
+	unsigned busy;         /* workers in a madvise on it, mm.lock not held */
 	bool seq_advice;
+	bool mincore_ok;       /* mincore() on it tells the page cache's truth */
+	bool checking;         /* a worker is in mincore on it, mm.lock not held */
+	bool cached_run;       /* the last check found cached data */
 	size_t pos;            /* the program has reached this far (bytes from start) */
-	size_t ahead;          /* read ahead up to here */
+	size_t ahead;          /* read ahead (or claimed by a worker) up to here */
+	size_t target;         /* read ahead up to here before the next probe */
 	size_t depth;          /* the current window */
 	size_t seen;           /* dense progress seen while watching */
 	uint64_t charged;      /* reserved against PREFETCH_MAX_MEMORY: max(0, ahead - pos) */
@@ -137,19 +197,27 @@ unsigned pf_mmap_tracked;
 
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t work;     /* a mapping was added or advised (CLOCK_MONOTONIC) */
-	pthread_cond_t idle;     /* the thread finished a turn on a mapping */
-	int worker;              /* 0 not started, 1 running, -1 cannot run */
+	pthread_cond_t work;     /* a mapping was added, advised or probed (CLOCK_MONOTONIC) */
+	pthread_cond_t idle;     /* a worker left a mapping, or setup finished */
+	int worker;              /* 0 not set up, 2 being set up, 1 running, -1 cannot run */
 	int pagemap_fd;
 	dev_t pagemap_dev;
 	ino_t pagemap_ino;
-	unsigned rr;             /* round robin start of the thread's scan */
+	unsigned nworkers;       /* worker threads started */
+	unsigned max_workers;    /* min(PREFETCH_THREADS, PF_MMAP_MAX_WORKERS) */
+	unsigned idle_workers;   /* waiting for work */
+	bool spawning;           /* a worker is starting another */
+	bool probe_busy;         /* probe_buf is in use */
+	bool no_populate;        /* MADV_POPULATE_READ is not there (Linux < 5.14) */
+	uint64_t checked_fd_at;  /* last pagemap_still_ours() */
+	unsigned rr;             /* round robin start of the workers' scan */
 	struct pf_map maps[PF_MMAP_SLOTS];
 } mm = { .lock = PTHREAD_MUTEX_INITIALIZER, .pagemap_fd = -1 };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static size_t page_size;
-/* The thread's only buffer: static, so a turn never allocates. */
+/* The workers' only buffer, one probe at a time (mm.probe_busy): static,
+ * so no worker allocates while it works on a mapping. */
 static uint64_t probe_buf[PF_MMAP_PROBE_PAGES];
 
 /* --- fork ----------------------------------------------------------------------- */
@@ -174,7 +242,7 @@ static void init_conds(void)
 	pthread_cond_init(&mm.idle, NULL);
 }
 
-/* The child has no thread and its own page tables: it forgets every mapping
+/* The child has no workers and its own page tables: it forgets every mapping
  * (their reservations went with the engine's pf_stats_reset) and the
  * parent's pagemap, and starts again on its next mmap. */
 static void atfork_child(void)
@@ -182,6 +250,9 @@ static void atfork_child(void)
 	pthread_mutex_init(&mm.lock, NULL);
 	init_conds();
 	memset(mm.maps, 0, sizeof(mm.maps));
+	mm.nworkers = mm.idle_workers = 0;
+	mm.spawning = mm.probe_busy = false; /* no_populate stays true if it was */
+	mm.checked_fd_at = 0;
 	__atomic_store_n(&pf_mmap_tracked, 0, __ATOMIC_RELAXED);
 	if (mm.pagemap_fd >= 0)
 		pf_libc.close(mm.pagemap_fd);
@@ -200,12 +271,17 @@ static void init_once_fn(void)
 
 /* --- candidates ------------------------------------------------------------------- */
 
-/* The bytes of file data the mapping holds, or 0 if it is not a candidate. */
-static size_t file_extent(int fd, off64_t off, size_t len)
+/* The bytes of file data the mapping holds, or 0 if it is not a candidate.
+ * *truthful: mincore() tells page-cache residency of mappings of this file:
+ * since Linux 5.2 only for its owner, CAP_FOWNER or who may write it;
+ * anyone else is told every page is resident. Owner or root is checked. */
+static size_t file_extent(int fd, off64_t off, size_t len, bool *truthful)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= off)
 		return 0;
+	uid_t euid = geteuid();
+	*truthful = euid == 0 || st.st_uid == euid;
 	struct statfs fs;
 	if (fstatfs(fd, &fs) != 0 || pf_pseudo_filesystem((long)fs.f_type))
 		return 0;
@@ -215,17 +291,46 @@ static size_t file_extent(int fd, off64_t off, size_t len)
 
 /* --- setup (program threads, mm.lock not held) -------------------------------------- */
 
+/* The size of this process's descriptor table (FDSize in
+ * /proc/self/status), or 0 when unknown. */
+static int fd_table_size(void)
+{
+	char buf[4096];
+	int fd = pf_libc.open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = pf_libc.read(fd, buf, sizeof(buf) - 1);
+	pf_libc.close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *p = strstr(buf, "\nFDSize:");
+	if (!p)
+		return 0;
+	int size = 0;
+	for (p += 8; *p == ' ' || *p == '\t'; p++)
+		;
+	for (; *p >= '0' && *p <= '9' && size < 1 << 24; p++)
+		size = size * 10 + (*p - '0');
+	return size;
+}
+
 /* Opens /proc/self/pagemap on a high descriptor, like the statistics' copy of
  * stderr: a program's own numbering does not shift. Called from the thread
  * that is calling mmap, not from ours, which would take the lowest free
- * number at random moments of the program. */
+ * number at random moments of the program. High, but within the table the
+ * process already has: growing it in a process with threads waits for an
+ * RCU grace period (measured: 8-10 ms added to a warm 8-thread scan). */
 static int open_pagemap(void)
 {
+	int table = fd_table_size();
 	int fd = pf_libc.open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	struct rlimit rl;
 	int low = 512;
+	if (table >= 64 && table - 8 < low)
+		low = table - 8;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    rl.rlim_cur <= (rlim_t)low * 2)
 		low = (int)(rl.rlim_cur / 2);
@@ -236,9 +341,29 @@ static int open_pagemap(void)
 
 static void *worker_main(void *unused);
 
-/* Opens pagemap and starts the thread if needed (mm.lock held; dropped and
- * retaken around the slow parts, which only this thread then does: worker
- * is 2 meanwhile). Returns true when both are there. */
+/* Starts one worker thread, with every signal blocked: like the engine's
+ * workers, the program's signals are its own. Called with mm.lock not held
+ * and no mapping busy: pthread_create may allocate. */
+static bool spawn_worker(void)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t tid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, PF_MMAP_WORKER_STACK);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	bool ok = pthread_create(&tid, &attr, worker_main, NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return ok;
+}
+
+/* Opens pagemap and starts the first worker if needed (mm.lock held;
+ * dropped and retaken around the slow parts, which only this thread then
+ * does: worker is 2 meanwhile). Returns true when both are there. More
+ * workers are started by the workers, when steps block (do_step). */
 static bool setup_locked(void)
 {
 	while (mm.worker == 2)
@@ -252,30 +377,25 @@ static bool setup_locked(void)
 	struct stat st;
 	bool ok = fd >= 0 && fstat(fd, &st) == 0;
 	if (ok) {
-		pthread_attr_t attr;
-		sigset_t all, old;
-		pthread_t tid;
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&attr, PF_MMAP_WORKER_STACK);
-		/* Like the engine's workers: the program's signals are its own. */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		ok = pthread_create(&tid, &attr, worker_main, NULL) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		pthread_attr_destroy(&attr);
-	}
-	if (!ok && fd >= 0) {
-		pf_libc.close(fd);
-		fd = -1;
-	}
-
-	pthread_mutex_lock(&mm.lock);
-	mm.pagemap_fd = fd;
-	if (ok) {
+		pthread_mutex_lock(&mm.lock);
+		/* Before the worker runs: it reads these under the lock. */
+		mm.pagemap_fd = fd;
 		mm.pagemap_dev = st.st_dev;
 		mm.pagemap_ino = st.st_ino;
+		mm.nworkers = 1;
+		pthread_mutex_unlock(&mm.lock);
+		ok = spawn_worker();
 	}
+	if (!ok && fd >= 0)
+		pf_libc.close(fd);
+
+	pthread_mutex_lock(&mm.lock);
+	if (!ok) {
+		mm.pagemap_fd = -1;
+		mm.nworkers = 0;
+	}
+	unsigned t = pf_settings()->threads;
+	mm.max_workers = t < PF_MMAP_MAX_WORKERS ? (t ? t : 1) : PF_MMAP_MAX_WORKERS;
 	__atomic_store_n(&mm.worker, ok ? 1 : -1, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&mm.idle);
 	return ok;
@@ -290,18 +410,27 @@ static void release_ahead(struct pf_map *m)
 	m->charged = 0;
 	if (m->ahead > m->pos)
 		m->ahead = m->pos;
+	m->target = m->ahead; /* no more steps until the next probe */
 }
 
+/* Frees a slot no worker is on (mm.lock held): a plain system call, no
+ * allocator, so it may run inside the program's munmap. */
 static void slot_free(struct pf_map *m)
 {
 	release_ahead(m);
+	if (m->shadow)
+		pf_libc.munmap((void *)m->shadow, m->datalen);
 	memset(m, 0, sizeof(*m));
 	__atomic_sub_fetch(&pf_mmap_tracked, 1, __ATOMIC_RELAXED);
 }
 
+/* The range meets the program's mapping, or our shadow of it (which only
+ * a confused program would unmap or map over: let it, safely). */
 static bool overlaps(const struct pf_map *m, uintptr_t from, size_t len)
 {
-	return m->state != MAP_FREE && from < m->start + m->maplen && m->start < from + len;
+	return m->state != MAP_FREE &&
+	       ((from < m->start + m->maplen && m->start < from + len) ||
+		(from < m->shadow + m->datalen && m->shadow < from + len));
 }
 
 /* --- hooks' entry points -------------------------------------------------------------- */
@@ -311,15 +440,25 @@ void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t
 	const struct pf_settings *cfg = pf_settings();
 	if (!cfg->mmap || (prot & (PROT_READ | PROT_WRITE)) != PROT_READ ||
 	    (flags & MAP_ANONYMOUS) || fd < 0 || len < PF_MMAP_MIN_CHUNKS * cfg->chunk ||
-	    __atomic_load_n(&mm.worker, __ATOMIC_RELAXED) < 0)
+	    __atomic_load_n(&mm.worker, __ATOMIC_RELAXED) < 0 ||
+	    __atomic_load_n(&pf_mmap_tracked, __ATOMIC_RELAXED) >= PF_MMAP_SLOTS)
 		return;
 	int saved = errno;
 	pf_in_library = 1;
 	pthread_once(&init_once, init_once_fn);
-	size_t data = file_extent(fd, off, len);
+	bool truthful = false;
+	size_t data = file_extent(fd, off, len, &truthful);
 	if (data < PF_MMAP_MIN_CHUNKS * cfg->chunk)
 		goto out;
 	data = (data + page_size - 1) & ~(page_size - 1);
+	/* The workers' own view of the same file data: they read ahead by
+	 * faulting it in there, never touching the program's mapping, whose
+	 * page table entries stay the program's own footprint. */
+	void *shadow = pf_libc.mmap(NULL, data, PROT_READ, MAP_PRIVATE | MAP_NORESERVE, fd,
+				    (off_t)off);
+	if (shadow == MAP_FAILED)
+		goto out;
+	pf_libc.madvise(shadow, data, MADV_DONTFORK); /* a child starts afresh */
 
 	pthread_mutex_lock(&mm.lock);
 	struct pf_map *m = NULL;
@@ -332,6 +471,8 @@ void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t
 		uint64_t now = pf_now_ns();
 		memset(m, 0, sizeof(*m));
 		m->start = (uintptr_t)addr;
+		m->shadow = (uintptr_t)shadow;
+		m->mincore_ok = truthful;
 		m->maplen = len;
 		m->datalen = data;
 		m->state = MAP_WATCHING;
@@ -342,6 +483,8 @@ void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t
 		pthread_cond_signal(&mm.work);
 	}
 	pthread_mutex_unlock(&mm.lock);
+	if (!m)
+		pf_libc.munmap(shadow, data);
 	if (m)
 		PF_LOG(PF_LOG_INFO, "fd %d: watching a mapping of %zu bytes at %p", fd, data, addr);
 	else
@@ -363,15 +506,16 @@ void pf_mmap_unmapping(void *addr, size_t len)
 			struct pf_map *m = &mm.maps[i];
 			if (!overlaps(m, from, len))
 				continue;
-			__atomic_store_n(&m->dead, true, __ATOMIC_RELAXED);
-			if (m->busy)
+			m->dead = true;
+			if (m->busy || m->probing)
 				wait = true;
 			else
 				slot_free(m);
 		}
 		if (!wait)
 			break;
-		/* A turn is a few bounded system calls that check dead in between. */
+		/* Each worker on it is in one step, one mincore or one pread of
+		 * pagemap. */
 		pthread_cond_wait(&mm.idle, &mm.lock);
 	}
 	pthread_mutex_unlock(&mm.lock);
@@ -413,17 +557,26 @@ void pf_mmap_advised(void *addr, size_t len, int advice)
 	errno = saved;
 }
 
-/* --- the thread ------------------------------------------------------------------------ */
+/* --- the workers (mm.lock held unless said otherwise) ----------------------------------- */
 
-/* Applies the program's advice (mm.lock held, not busy). False when the
- * mapping was dropped. */
+/* Frees a mapping the workers are done with, once none is on it. */
+static void maybe_free(struct pf_map *m)
+{
+	if (m->stop && !m->dead && !m->busy && !m->probing)
+		slot_free(m);
+}
+
+/* Applies the program's advice (not probing). False when the mapping is
+ * to be dropped. */
 static bool apply_advice(struct pf_map *m, uint64_t now)
 {
 	uint8_t a = m->advice;
 	m->advice = ADV_NONE;
 	switch (a) {
 	case ADV_STOP:
-		slot_free(m);
+		release_ahead(m);
+		m->stop = true;
+		maybe_free(m);
 		return false;
 	case ADV_RANDOM:
 		release_ahead(m);
@@ -446,35 +599,6 @@ static bool apply_advice(struct pf_map *m, uint64_t now)
 	return true;
 }
 
-/* Reads ahead up to pos + depth, at most PF_MMAP_ROUND_BYTES this turn
- * (busy). Returns false when the mapping should be dropped. *more is set
- * when the budget ran out before the target. */
-static bool read_ahead(struct pf_map *m, const struct pf_settings *cfg, bool *more)
-{
-	size_t target = m->pos + m->depth;
-	if (target > m->datalen || target < m->pos)
-		target = m->datalen;
-	size_t budget = PF_MMAP_ROUND_BYTES;
-	while (m->ahead < target) {
-		if (!budget || __atomic_load_n(&m->dead, __ATOMIC_RELAXED)) {
-			*more = true;
-			break;
-		}
-		size_t n = target - m->ahead;
-		if (n > PF_MMAP_ADVISE_STEP)
-			n = PF_MMAP_ADVISE_STEP;
-		if (pf_memory_reserve(n, cfg->max_memory) != 0)
-			break; /* at the cap: wait until the program catches up */
-		m->charged += n;
-		if (pf_libc.madvise((void *)(m->start + m->ahead), n, MADV_WILLNEED) != 0)
-			return false; /* unmapped behind our back, or not a file any more */
-		m->ahead += n;
-		budget -= n;
-		PF_STAT_ADD(mmap_bytes_populated, n);
-	}
-	return true;
-}
-
 static uint64_t clamp_ns(double ns, uint64_t lo, uint64_t hi)
 {
 	if (!(ns >= (double)lo))
@@ -482,30 +606,13 @@ static uint64_t clamp_ns(double ns, uint64_t lo, uint64_t hi)
 	return ns > (double)hi ? hi : (uint64_t)ns;
 }
 
-/* One turn on one mapping (busy, mm.lock not held): probe the program's
- * progress, release what it consumed, read further ahead. Only system calls
- * on the mapping's range; nothing that allocates or locks. */
-static enum turn_result map_turn(struct pf_map *m, const struct pf_settings *cfg, int pagemap_fd,
-				 uint64_t now)
+/* The program's frontier in probe_buf: the end of the run of present
+ * pages that starts at its first entry, with gaps of at most
+ * PF_MMAP_GAP_PAGES (faults map 64 KiB blocks; a reader may skip a little).
+ * Present pages past a longer gap are not progress: a footer read first,
+ * random access. */
+static size_t frontier_pages(size_t npages)
 {
-	enum turn_result result = TURN_OK;
-	size_t from = m->pos;
-	size_t probe_end = (m->ahead > from ? m->ahead : from) + cfg->window;
-	if (probe_end > m->datalen || probe_end < from)
-		probe_end = m->datalen;
-	size_t npages = (probe_end - from) / page_size;
-	if (npages > PF_MMAP_PROBE_PAGES)
-		npages = PF_MMAP_PROBE_PAGES;
-	ssize_t got = pf_libc.pread64(pagemap_fd, probe_buf, npages * sizeof(uint64_t),
-				      (off64_t)((m->start + from) / page_size * sizeof(uint64_t)));
-	if (got < 0)
-		return TURN_STOP;
-	npages = (size_t)got / sizeof(uint64_t);
-
-	/* The program's frontier: the end of the run of present pages that
-	 * starts at pos, with gaps of at most PF_MMAP_GAP_PAGES (faults map
-	 * 64 KiB blocks; a reader may skip a little). Present pages past a
-	 * longer gap are not progress: a footer read first, random access. */
 	size_t frontier = 0, gap = 0;
 	for (size_t i = 0; i < npages; i++) {
 		if (probe_buf[i] & PM_PRESENT) {
@@ -515,13 +622,24 @@ static enum turn_result map_turn(struct pf_map *m, const struct pf_settings *cfg
 			break;
 		}
 	}
+	return frontier;
+}
 
-	bool progress = frontier > 0;
+/* What a probe saw: the program went `advanced` bytes past pos. Releases
+ * what it consumed, engages, sizes the window and sets the next probe. */
+static void probe_apply(struct pf_map *m, const struct pf_settings *cfg, size_t advanced,
+			uint64_t now)
+{
+	bool progress = advanced > 0;
+	/* The program went past all that was read ahead, faster than storage
+	 * that needs help delivers: its data is in the page cache already. */
+	bool warm = false;
 	if (progress) {
-		size_t advanced = frontier * page_size;
+		warm = m->pos + advanced > m->ahead &&
+		       (double)advanced / (double)(now - m->last_poll + 1) > PF_MMAP_WARM_BYTES_PER_NS;
 		m->seen += advanced;
 		m->rate = (double)advanced / (double)(now - m->last_poll + 1);
-		m->pos = from + advanced;
+		m->pos += advanced;
 		m->last_progress = now;
 		/* What the program reached is no longer ahead of it. */
 		uint64_t want = m->ahead > m->pos ? m->ahead - m->pos : 0;
@@ -533,38 +651,43 @@ static enum turn_result map_turn(struct pf_map *m, const struct pf_settings *cfg
 			m->ahead = m->pos;
 	}
 	m->last_poll = now;
-	if (m->pos >= m->datalen)
-		return TURN_DONE;
+	if (m->pos >= m->datalen) {
+		m->stop = true;
+		return;
+	}
 
 	bool engaged = m->state == MAP_ENGAGED;
 	if (!engaged && (m->seq_advice || m->seen >= PF_MMAP_ENGAGE_CHUNKS * cfg->chunk)) {
 		engaged = true;
-		result = TURN_ENGAGE;
+		m->state = MAP_ENGAGED;
+		PF_STAT_ADD(mmap_mappings, 1);
 		m->depth = 2 * cfg->chunk;
 	} else if (engaged && progress && m->depth < cfg->window) {
 		m->depth = m->depth * 2 < cfg->window ? m->depth * 2 : cfg->window;
 	}
-	if (engaged && now - m->last_progress > PF_MMAP_IDLE_RELEASE_NS && m->charged) {
+	bool reading = now - m->last_progress <= PF_MMAP_IDLE_RELEASE_NS;
+	if (engaged && !reading && m->charged) {
 		/* The program stopped reading: leave the data to the page cache,
 		 * give the memory back; a new start reads ahead again. */
-		pf_memory_release(m->charged);
-		m->charged = 0;
-		m->ahead = m->pos;
+		release_ahead(m);
 		m->depth = 2 * cfg->chunk;
 	}
-
-	bool more = false;
-	if (engaged && now - m->last_progress <= PF_MMAP_IDLE_RELEASE_NS &&
-	    !read_ahead(m, cfg, &more))
-		return TURN_STOP;
+	size_t target = m->ahead;
+	if (engaged && reading && !warm) {
+		target = m->pos + m->depth;
+		if (target > m->datalen || target < m->pos)
+			target = m->datalen;
+		if (target < m->ahead)
+			target = m->ahead;
+	}
+	m->target = target;
 
 	/* Next look: when the program should be half-way through what is
-	 * ahead of it; sooner if this turn's budget ran out; later and later
-	 * while nothing moves. */
-	if (more) {
-		m->interval = 0;
+	 * ahead of it; later and later while nothing moves. */
+	if (progress && warm) {
+		m->interval = PF_MMAP_POLL_ACTIVE_NS; /* until it slows down */
 	} else if (progress) {
-		double ahead = (double)(m->ahead - m->pos);
+		double ahead = (double)(m->target - m->pos);
 		m->interval = engaged ? clamp_ns(ahead / 2 / m->rate, PF_MMAP_POLL_MIN_NS,
 						 PF_MMAP_POLL_ACTIVE_NS)
 				      : PF_MMAP_POLL_FIRST_NS;
@@ -576,7 +699,6 @@ static enum turn_result map_turn(struct pf_map *m, const struct pf_settings *cfg
 			m->interval = PF_MMAP_POLL_MIN_NS;
 	}
 	m->next_poll = now + m->interval;
-	return result;
 }
 
 /* The pagemap descriptor is still ours: a program that closed every
@@ -588,6 +710,186 @@ static bool pagemap_still_ours(void)
 	       st.st_ino == mm.pagemap_ino;
 }
 
+/* Probes the program's progress in one mapping: one pread of its pagemap
+ * entries, from pos to a window past what is read ahead, with mm.lock
+ * dropped meanwhile (m->probing, mm.probe_busy). */
+static void do_probe(struct pf_map *m, const struct pf_settings *cfg, uint64_t now)
+{
+	if (now - mm.checked_fd_at > PF_MMAP_FD_CHECK_NS) {
+		if (!pagemap_still_ours()) {
+			/* Blind from now on: stop watching anything, in this
+			 * process, and leave the number to the program. */
+			for (unsigned i = 0; i < PF_MMAP_SLOTS; i++)
+				if (mm.maps[i].state != MAP_FREE && !mm.maps[i].dead)
+					mm.maps[i].advice = ADV_STOP;
+			mm.pagemap_fd = -1;
+			__atomic_store_n(&mm.worker, -1, __ATOMIC_RELAXED);
+			return;
+		}
+		mm.checked_fd_at = now;
+	}
+	size_t from = m->pos;
+	size_t probe_end = (m->ahead > from ? m->ahead : from) + cfg->window;
+	if (probe_end > m->datalen || probe_end < from)
+		probe_end = m->datalen;
+	size_t npages = (probe_end - from) / page_size;
+	if (npages > PF_MMAP_PROBE_PAGES)
+		npages = PF_MMAP_PROBE_PAGES;
+	off64_t at = (off64_t)((m->start + from) / page_size * sizeof(uint64_t));
+	int fd = mm.pagemap_fd;
+	m->probing = true;
+	mm.probe_busy = true;
+	pthread_mutex_unlock(&mm.lock);
+
+	ssize_t got = pf_libc.pread64(fd, probe_buf, npages * sizeof(uint64_t), at);
+	size_t advanced = got > 0 ? frontier_pages((size_t)got / sizeof(uint64_t)) * page_size : 0;
+
+	pthread_mutex_lock(&mm.lock);
+	m->probing = false;
+	mm.probe_busy = false;
+	pthread_cond_broadcast(&mm.idle);
+	/* Steps to take, or a probe another worker waited for. */
+	pthread_cond_broadcast(&mm.work);
+	if (m->dead)
+		return;
+	if (got < 0)
+		m->stop = true;
+	else
+		probe_apply(m, cfg, advanced, pf_now_ns());
+	maybe_free(m);
+}
+
+/* Another worker, when a step blocked, more steps wait and no worker is
+ * idle: blocked steps are what the workers are for (a FUSE request in
+ * flight per step). Not while on a mapping; mm.lock dropped meanwhile. */
+static void maybe_spawn(uint64_t took)
+{
+	if (took < PF_MMAP_SLOW_STEP_NS || mm.idle_workers || mm.spawning ||
+	    mm.nworkers >= mm.max_workers)
+		return;
+	bool pending = false;
+	for (unsigned i = 0; i < PF_MMAP_SLOTS && !pending; i++) {
+		const struct pf_map *c = &mm.maps[i];
+		pending = c->state == MAP_ENGAGED && !c->dead && !c->stop && c->ahead < c->target;
+	}
+	if (!pending)
+		return;
+	mm.spawning = true;
+	mm.nworkers++;
+	pthread_mutex_unlock(&mm.lock);
+	bool ok = spawn_worker();
+	pthread_mutex_lock(&mm.lock);
+	mm.spawning = false;
+	if (!ok) {
+		mm.nworkers--;
+		mm.max_workers = mm.nworkers; /* no more tries */
+	}
+}
+
+/* How many bytes from addr (of a shadow mapping, n bytes at most) are in
+ * the page cache already. One mincore() of up to PF_MMAP_CHECK_SPAN. */
+static size_t cached_prefix(void *addr, size_t n)
+{
+	unsigned char vec[PF_MMAP_CHECK_SPAN / 4096];
+	size_t pages = n / page_size;
+	if (pages > sizeof(vec))
+		pages = sizeof(vec);
+	if (!pages || mincore(addr, pages * page_size, vec) != 0)
+		return 0;
+	size_t i = 0;
+	while (i < pages && (vec[i] & 1))
+		i++;
+	return i * page_size;
+}
+
+/* One step on the next PF_MMAP_ADVISE_STEP bytes up to the target,
+ * claimed under the lock so that workers take distinct ranges, with
+ * mm.lock dropped during the calls (m->busy), all on the shadow mapping:
+ * MADV_WILLNEED sends the read (the kernel reads at most
+ * max(read_ahead_kb, device io size) per call, so steps are the smallest
+ * usual read_ahead_kb); MADV_POPULATE_READ then waits until the data is
+ * there, and reads it itself if the kernel dropped the readahead (FUSE
+ * drops readahead while its background queue is congested); MADV_DONTNEED
+ * unmaps it again from the shadow (the page cache keeps it). */
+static void do_step(struct pf_map *m, const struct pf_settings *cfg)
+{
+	if (m->mincore_ok) {
+		/* Skip what is cached already: one mincore of a step, or of
+		 * PF_MMAP_CHECK_SPAN after a cached one (m->checking: one
+		 * worker checks a mapping at a time, mm.lock dropped). */
+		size_t start = m->ahead, span = m->target - start;
+		size_t most = m->cached_run ? PF_MMAP_CHECK_SPAN : PF_MMAP_ADVISE_STEP;
+		void *at = (void *)(m->shadow + start);
+		m->checking = true;
+		m->busy++;
+		pthread_mutex_unlock(&mm.lock);
+		size_t cached = cached_prefix(at, span < most ? span : most);
+		pthread_mutex_lock(&mm.lock);
+		m->checking = false;
+		m->busy--;
+		if (m->dead) {
+			pthread_cond_broadcast(&mm.idle);
+			return;
+		}
+		m->cached_run = cached > 0;
+		if (cached && m->ahead == start) {
+			m->ahead += cached; /* not charged: not ours */
+			PF_STAT_ADD(mmap_bytes_cached, cached);
+		}
+		maybe_free(m);
+		if (cached || m->stop || m->ahead >= m->target)
+			return;
+	}
+	/* Fewer workers than PF_MMAP_MAX_WORKERS (PREFETCH_THREADS) take
+	 * several steps at once, to keep as many reads in flight. */
+	size_t per = (PF_MMAP_MAX_WORKERS + mm.max_workers - 1) / mm.max_workers;
+	size_t n = m->target - m->ahead;
+	if (n > per * PF_MMAP_ADVISE_STEP)
+		n = per * PF_MMAP_ADVISE_STEP;
+	bool reserved = pf_memory_reserve(n, cfg->max_memory) == 0;
+	if (!reserved && n > PF_MMAP_ADVISE_STEP) {
+		n = PF_MMAP_ADVISE_STEP; /* near the cap: one step at a time */
+		reserved = pf_memory_reserve(n, cfg->max_memory) == 0;
+	}
+	if (!reserved) {
+		m->target = m->ahead; /* at the cap: wait until the program catches up */
+		return;
+	}
+	void *addr = (void *)(m->shadow + m->ahead);
+	bool populate = !mm.no_populate;
+	m->charged += n;
+	m->ahead += n;
+	m->busy++;
+	pthread_mutex_unlock(&mm.lock);
+
+	uint64_t t0 = pf_now_ns();
+	int r = 0, err = 0;
+	for (size_t done = 0; done < n && r == 0; done += PF_MMAP_ADVISE_STEP) {
+		size_t k = n - done < PF_MMAP_ADVISE_STEP ? n - done : PF_MMAP_ADVISE_STEP;
+		r = pf_libc.madvise((char *)addr + done, k, MADV_WILLNEED);
+	}
+	if (r == 0 && populate) {
+		if (pf_libc.madvise(addr, n, MADV_POPULATE_READ) != 0)
+			err = errno;
+		pf_libc.madvise(addr, n, MADV_DONTNEED);
+	}
+	uint64_t took = pf_now_ns() - t0;
+
+	pthread_mutex_lock(&mm.lock);
+	m->busy--;
+	if (err == EINVAL)
+		mm.no_populate = true; /* old kernel: MADV_WILLNEED alone */
+	if (r == 0 && (err == 0 || err == EINVAL || err == EINTR || err == EAGAIN))
+		PF_STAT_ADD(mmap_bytes_populated, n);
+	else if (!m->dead)
+		m->stop = true; /* an IO error, or the file shrank: leave it to the program */
+	if (m->dead)
+		pthread_cond_broadcast(&mm.idle);
+	else
+		maybe_free(m);
+	maybe_spawn(took);
+}
+
 static void wait_until(uint64_t deadline_ns)
 {
 	struct timespec ts = { (time_t)(deadline_ns / 1000000000u),
@@ -595,72 +897,58 @@ static void wait_until(uint64_t deadline_ns)
 	pthread_cond_timedwait(&mm.work, &mm.lock, &ts);
 }
 
+/* A worker: takes the next due probe, else the next step of any mapping
+ * (round robin), else waits. Every worker runs the same loop. */
 static void *worker_main(void *unused)
 {
 	(void)unused;
 	pf_in_library = 1; /* its calls pass straight through the hooks */
 	const struct pf_settings *cfg = pf_settings();
-	uint64_t checked_fd_at = 0;
 	pthread_mutex_lock(&mm.lock);
 	for (;;) {
 		uint64_t now = pf_now_ns();
 		uint64_t next = now + PF_MMAP_POLL_ASLEEP_NS;
-		struct pf_map *m = NULL;
-		for (unsigned k = 0; k < PF_MMAP_SLOTS && !m; k++) {
+		struct pf_map *probe = NULL, *step = NULL;
+		unsigned probe_i = 0, step_i = 0;
+		for (unsigned k = 0; k < PF_MMAP_SLOTS && !probe; k++) {
 			unsigned i = (mm.rr + k) % PF_MMAP_SLOTS;
 			struct pf_map *c = &mm.maps[i];
 			if (c->state == MAP_FREE || c->dead)
 				continue;
+			if (c->stop) {
+				maybe_free(c);
+				continue;
+			}
+			if (c->probing)
+				continue; /* its prober wakes everyone when done */
 			if (c->advice && !apply_advice(c, now))
 				continue;
 			if (c->state == MAP_RANDOM)
 				continue;
 			if (c->next_poll <= now) {
-				m = c;
-				mm.rr = i + 1;
+				if (!mm.probe_busy) {
+					probe = c;
+					probe_i = i;
+				}
 			} else if (c->next_poll < next) {
 				next = c->next_poll;
 			}
+			if (!step && c->state == MAP_ENGAGED && c->ahead < c->target && !c->checking) {
+				step = c;
+				step_i = i;
+			}
 		}
-		if (!m) {
+		if (probe) {
+			mm.rr = probe_i + 1;
+			do_probe(probe, cfg, now);
+		} else if (step) {
+			mm.rr = step_i + 1;
+			do_step(step, cfg);
+		} else {
+			mm.idle_workers++;
 			wait_until(next);
-			continue;
+			mm.idle_workers--;
 		}
-		if (now - checked_fd_at > 100 * MS) {
-			if (!pagemap_still_ours()) {
-				/* Blind from now on: stop watching anything, in this
-				 * process, and leave the number to the program. */
-				for (unsigned i = 0; i < PF_MMAP_SLOTS; i++)
-					if (mm.maps[i].state != MAP_FREE && !mm.maps[i].dead)
-						mm.maps[i].advice = ADV_STOP;
-				mm.pagemap_fd = -1;
-				__atomic_store_n(&mm.worker, -1, __ATOMIC_RELAXED);
-				continue;
-			}
-			checked_fd_at = now;
-		}
-
-		m->busy = true;
-		int fd = mm.pagemap_fd;
-		pthread_mutex_unlock(&mm.lock);
-		enum turn_result r = map_turn(m, cfg, fd, now);
-		pthread_mutex_lock(&mm.lock);
-		m->busy = false;
-		if (!m->dead) {
-			switch (r) {
-			case TURN_ENGAGE:
-				m->state = MAP_ENGAGED;
-				PF_STAT_ADD(mmap_mappings, 1);
-				break;
-			case TURN_DONE:
-			case TURN_STOP:
-				slot_free(m);
-				break;
-			case TURN_OK:
-				break;
-			}
-		}
-		pthread_cond_broadcast(&mm.idle);
 	}
 	return NULL;
 }

@@ -1,11 +1,12 @@
 /* Prefetching behind mmap (PREFETCH_MMAP=1): the blocking IO of page faults,
  * which no read() hook can see.
  *
- * mmap hooks register read-only mappings of regular files; one lazily started
- * thread watches how far the program has got in each (its page faults, seen
- * in /proc/self/pagemap) and asks the kernel to read a bounded window ahead
- * of it (MADV_WILLNEED). munmap, mremap and MAP_FIXED over a mapping stop it
- * first, waiting for the thread to be done with it. See mmap_prefetch.c. */
+ * mmap hooks register read-only mappings of regular files; lazily started
+ * worker threads watch how far the program has got in each (its page
+ * faults, seen in /proc/self/pagemap) and read a bounded window ahead of it,
+ * several requests at once, through a private mapping of their own of the
+ * same file. munmap, mremap and MAP_FIXED over a mapping stop it first,
+ * waiting for the workers to be done with it. See mmap_prefetch.c. */
 #ifndef PF_MMAP_PREFETCH_H
 #define PF_MMAP_PREFETCH_H
 
@@ -25,8 +26,8 @@ static inline int pf_mmap_tracking(void)
 void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
 
 /* [addr, addr + len) is about to be unmapped or replaced (munmap, mremap,
- * MAP_FIXED): forget the mappings it overlaps, and return only once the
- * thread is not working on any of them. */
+ * MAP_FIXED): forget the mappings it overlaps, and return only once no
+ * worker is on any of them. */
 void pf_mmap_unmapping(void *addr, size_t len);
 
 /* The program gave advice (madvise, posix_madvise) that the kernel accepted. */

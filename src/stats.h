@@ -4,7 +4,8 @@
  *   libprefetch: pid=N prog=NAME files_prefetched=N bytes_served=N
  *     bytes_sync=N bytes_fetched=N bytes_wasted=N wait_us=N peak_memory=N
  *     streams_dropped=N cached_skips=N errors_forwarded=N worker_reads=N
- *     mmap_mappings=N mmap_bytes_populated=N block_device_skips=N
+ *     mmap_mappings=N mmap_bytes_populated=N mmap_bytes_cached=N
+ *     block_device_skips=N
  */
 #ifndef PF_STATS_H
 #define PF_STATS_H
@@ -26,7 +27,8 @@ struct pf_stats {
 	uint64_t worker_reads;      /* pread calls made by worker threads */
 	uint64_t block_device_skips; /* files passed through: on a local block device */
 	uint64_t mmap_mappings;     /* file mappings prefetched (PREFETCH_MMAP) */
-	uint64_t mmap_bytes_populated; /* bytes of mappings read ahead (MADV_WILLNEED) */
+	uint64_t mmap_bytes_populated; /* bytes of mappings read ahead */
+	uint64_t mmap_bytes_cached; /* bytes of mappings found cached: not read again */
 };
 
 extern struct pf_stats pf_stats;

@@ -9,14 +9,21 @@ load test_helper
 SCAN="$HELPERS/mmap_scan"
 
 # Test data sits in the page cache, so the scan is slowed down a little
-# (--work-ns per 4 KiB page) to give the thread time to see it advance.
+# (--work-ns per 4 KiB page) to give the workers time to see it advance;
+# they find the data cached (mmap_bytes_cached). The tests on slowfs (at
+# the end) make them read it (mmap_bytes_populated).
 WORK=--work-ns=10000
 
 setup() {
 	unset PREFETCH_MMAP
 	STATS="$BATS_TEST_TMPDIR/stats"
+	MNT=
 	cd "$BATS_TEST_TMPDIR" || return 1
 	[ -x "$SCAN" ] || skip "mmap_scan not built"
+}
+
+teardown() {
+	[ -z "$MNT" ] || slowfs_umount "$MNT"
 }
 
 # mmap_same_in_three_modes CMD...: plain, disabled, and enabled with
@@ -29,12 +36,20 @@ mmap_same_in_three_modes() {
 assert_mmap_engaged() {
 	echo "stats: $(cat "$STATS" 2>/dev/null)"
 	[ "$(stat_sum mmap_mappings)" -gt 0 ] || { echo "no mapping prefetched"; return 1; }
+	[ $(($(stat_sum mmap_bytes_populated) + $(stat_sum mmap_bytes_cached))) -gt 0 ] ||
+		{ echo "nothing read ahead or found cached"; return 1; }
+}
+
+# assert_mmap_read_ahead: engaged, and the workers read data in.
+assert_mmap_read_ahead() {
+	assert_mmap_engaged || return 1
 	[ "$(stat_sum mmap_bytes_populated)" -gt 0 ] || { echo "nothing read ahead"; return 1; }
 }
 
 assert_mmap_not_engaged() {
 	echo "stats: $(cat "$STATS" 2>/dev/null)"
-	[ "$(stat_sum mmap_mappings)" -eq 0 ] && [ "$(stat_sum mmap_bytes_populated)" -eq 0 ]
+	[ "$(stat_sum mmap_mappings)" -eq 0 ] && [ "$(stat_sum mmap_bytes_populated)" -eq 0 ] &&
+		[ "$(stat_sum mmap_bytes_cached)" -eq 0 ]
 }
 
 @test "mmap: the scan's checksum is the same with and without the library, and it engages" {
@@ -65,13 +80,15 @@ assert_mmap_not_engaged() {
 
 @test "mmap: munmap while the thread reads ahead is safe" {
 	make_file big 64000000
-	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=3M --loops=40 $WORK big
+	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=3M --loops=40 --check-unmapped \
+		$WORK big
 	assert_mmap_engaged
 }
 
 @test "mmap: MAP_FIXED over a prefetched mapping is safe, the new memory is untouched" {
 	make_file big 64000000
-	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=3M --loops=40 --replace $WORK big
+	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=3M --loops=40 --replace \
+		--check-unmapped $WORK big
 	assert_mmap_engaged
 }
 
@@ -122,7 +139,7 @@ assert_mmap_not_engaged() {
 @test "mmap: fork while a mapping is prefetched; the child prefetches its own" {
 	make_file a 24000000
 	make_file b 24000000
-	mmap_same_in_three_modes timeout 120 "$SCAN" --mode=mmap --fork $WORK a b
+	mmap_same_in_three_modes timeout 120 "$SCAN" --mode=mmap --fork --check-unmapped $WORK a b
 	grep -q '^child checksum' out.enabled
 	grep -q '^parent checksum' out.enabled
 	assert_mmap_engaged
@@ -135,4 +152,102 @@ assert_mmap_not_engaged() {
 	make_file a 24000000
 	PREFETCH_MMAP=1 PREFETCH_DISABLE=1 with_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
 	assert_mmap_not_engaged
+}
+
+@test "mmap: the library keeps no mapping of a file the program unmapped" {
+	make_file a 24000000
+	make_file b 12000000
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --threads=2 --check-unmapped $WORK a b
+	assert_mmap_engaged
+}
+
+@test "mmap: data already in the page cache is not read again" {
+	make_file a 24000000
+	cat a > /dev/null
+	PREFETCH_MMAP=1 with_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
+	# Engaged, but every step found its data cached.
+	assert_mmap_engaged
+	[ "$(stat_sum mmap_bytes_populated)" -eq 0 ]
+	[ "$(stat_sum mmap_bytes_cached)" -gt 0 ]
+}
+
+# max_tasks_while CMD...: runs CMD (an executable: its process is sampled,
+# not a subshell's) in the background, stdout to out.sampled; prints the
+# largest number of threads it had (sampled every 5 ms).
+max_tasks_while() {
+	"$@" > "$BATS_TEST_TMPDIR/out.sampled" &
+	local pid=$! max=0 n
+	while kill -0 "$pid" 2> /dev/null; do
+		n=$(ls "/proc/$pid/task" 2> /dev/null | wc -l)
+		[ "$n" -gt "$max" ] && max=$n
+		sleep 0.005
+	done
+	wait "$pid" || return 1
+	echo "$max"
+}
+
+# mount_slowfs DELAY_US: mounts src/ on mnt/ through slowfs (FUSE: the page
+# cache is dropped at each open, kernel readahead is 128 KiB).
+mount_slowfs() {
+	need_fuse
+	MNT=$BATS_TEST_TMPDIR/mnt
+	mkdir -p "$MNT"
+	slowfs_mount "$BATS_TEST_TMPDIR/src" "$MNT" --delay-us="$1"
+}
+
+@test "mmap: on slow storage several workers read ahead, at most PREFETCH_THREADS" {
+	mkdir -p src
+	make_file src/a 24000000
+	make_file src/b 24000000
+	mount_slowfs 3000
+	with_plain "$SCAN" --mode=mmap "$MNT/a" "$MNT/b" > out.plain
+	# One program thread (and ThreadSanitizer's own, in such a build): the
+	# others are the library's mmap workers (mmap_scan makes no read() the
+	# engine would prefetch).
+	local lib=$SANITIZER_PRELOAD$PREFETCH_LIB base=1
+	[ "${SANITIZER:-}" != thread ] || base=2
+	max=$(max_tasks_while env LD_PRELOAD="$lib" PREFETCH_STATS="$STATS" PREFETCH_MMAP=1 \
+		"$SCAN" --mode=mmap "$MNT/a" "$MNT/b")
+	echo "threads seen: $max; stats: $(cat "$STATS")"
+	cmp out.plain out.sampled
+	[ "$max" -ge $((base + 3)) ]
+	assert_mmap_read_ahead
+	rm -f "$STATS"
+	max=$(max_tasks_while env LD_PRELOAD="$lib" PREFETCH_STATS="$STATS" PREFETCH_MMAP=1 \
+		PREFETCH_THREADS=2 "$SCAN" --mode=mmap "$MNT/a" "$MNT/b")
+	echo "threads seen with PREFETCH_THREADS=2: $max; stats: $(cat "$STATS")"
+	cmp out.plain out.sampled
+	[ "$max" -le $((base + 2)) ]
+	assert_mmap_read_ahead
+	# One worker takes several steps at once, but within a small memory cap
+	# one at a time.
+	rm -f "$STATS"
+	max=$(max_tasks_while env LD_PRELOAD="$lib" PREFETCH_STATS="$STATS" PREFETCH_MMAP=1 \
+		PREFETCH_THREADS=1 PREFETCH_MAX_MEMORY=256K "$SCAN" --mode=mmap "$MNT/a" "$MNT/b")
+	echo "threads seen with PREFETCH_THREADS=1: $max; stats: $(cat "$STATS")"
+	cmp out.plain out.sampled
+	[ "$max" -le $((base + 1)) ]
+	assert_mmap_read_ahead
+	[ "$(stat_sum peak_memory)" -le 262144 ]
+}
+
+@test "mmap: on slow storage, munmap and MAP_FIXED while workers read ahead are safe" {
+	mkdir -p src
+	make_file src/big 32000000
+	mount_slowfs 1000
+	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=2M --loops=10 --check-unmapped \
+		"$MNT/big"
+	assert_mmap_read_ahead
+	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=2M --loops=10 --replace \
+		--check-unmapped "$MNT/big"
+	assert_mmap_read_ahead
+	# Reading and unmapping while workers are blocked in their steps, in
+	# MAP_PRIVATE mappings of a direct_io file (no MAP_SHARED there).
+	slowfs_umount "$MNT"
+	slowfs_mount "$BATS_TEST_TMPDIR/src" "$MNT" --delay-us=1000 --direct-io
+	mmap_same_in_three_modes timeout 120 "$SCAN" --map=private --early-unmap=2M --loops=10 \
+		--check-unmapped "$MNT/big"
+	assert_mmap_read_ahead
+	mmap_same_in_three_modes "$SCAN" --mode=mmap --map=private --check-unmapped "$MNT/big"
+	assert_mmap_read_ahead
 }

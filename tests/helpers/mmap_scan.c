@@ -3,7 +3,7 @@
  *   mmap_scan [--mode=mmap|read] [--threads=N] [--map=shared|private]
  *             [--prot=r|rw] [--advise=none|normal|random|sequential|willneed|dontneed]
  *             [--work-ns=N] [--early-unmap=BYTES [--loops=N] [--replace]]
- *             [--random=K] [--fork] FILE...
+ *             [--random=K] [--fork] [--check-unmapped] FILE...
  *
  * Scans every FILE, summing every 512th byte, either through a mapping of
  * the whole file or with read() in 128 KiB blocks; --threads=N threads take
@@ -20,7 +20,10 @@
  * --random=K reads one 64 KiB block in K, in a scattered order, instead of
  *   scanning (random access: nothing to prefetch).
  * --fork scans in a child process too (forked once the first file is
- *   mapped) and prints the child's checksum as well. */
+ *   mapped) and prints the child's checksum as well.
+ * --check-unmapped: after each munmap (and MAP_FIXED replacement) of a
+ *   file's mapping, /proc/self/maps must hold no mapping of that file any
+ *   more: whatever a preloaded library mapped of it went too. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -30,6 +33,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +54,7 @@ static long loops = 1;
 static int replace;
 static int do_fork;
 static long random_k;
+static int check_unmapped;
 
 static char **files;
 static int nfiles;
@@ -96,6 +101,45 @@ static int open_file(const char *path, off_t *size)
 	return fd;
 }
 
+/* The mappings of a file in this process (0 without --check-unmapped). */
+static int count_mapped(dev_t dev, ino_t ino)
+{
+	if (!check_unmapped)
+		return 0;
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		die("/proc/self/maps: %s", strerror(errno));
+	char line[4096];
+	int n = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned maj, min;
+		unsigned long inode;
+		if (sscanf(line, "%*s %*s %*s %x:%x %lu", &maj, &min, &inode) == 3 &&
+		    inode == (unsigned long)ino && makedev(maj, min) == dev)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* With --check-unmapped: dies if the file is mapped more often than
+ * `before`, the count before the program mapped it. */
+static void assert_unmapped(dev_t dev, ino_t ino, int before, const char *path, const char *when)
+{
+	int n = count_mapped(dev, ino);
+	if (n > before)
+		die("%s: %d mapping(s) of it left %s (%d before)", path, n, when, before);
+}
+
+static void file_id(int fd, dev_t *dev, ino_t *ino)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		die("fstat: %s", strerror(errno));
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+}
+
 static unsigned char *map_file(int fd, size_t size, const char *path)
 {
 	void *p = mmap(NULL, size, prot, map_flags, fd, 0);
@@ -114,6 +158,10 @@ static uint64_t scan_file_mmap(const char *path)
 		close(fd);
 		return 0;
 	}
+	dev_t dev;
+	ino_t ino;
+	file_id(fd, &dev, &ino);
+	int before = count_mapped(dev, ino);
 	unsigned char *p = map_file(fd, (size_t)size, path);
 	close(fd); /* the mapping keeps the file */
 	uint64_t sum = 0;
@@ -131,6 +179,7 @@ static uint64_t scan_file_mmap(const char *path)
 	}
 	if (munmap(p, (size_t)size) != 0)
 		die("%s: munmap: %s", path, strerror(errno));
+	assert_unmapped(dev, ino, before, path, "after munmap");
 	return sum;
 }
 
@@ -166,6 +215,10 @@ static uint64_t scan_file_early(const char *path)
 {
 	off_t size;
 	int fd = open_file(path, &size);
+	dev_t dev;
+	ino_t ino;
+	file_id(fd, &dev, &ino);
+	int before = count_mapped(dev, ino);
 	uint64_t sum = 0;
 	for (long i = 0; i < loops && size > 0; i++) {
 		unsigned char *p = map_file(fd, (size_t)size, path);
@@ -176,6 +229,7 @@ static uint64_t scan_file_early(const char *path)
 				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 			if (q != p)
 				die("%s: mmap MAP_FIXED: %s", path, strerror(errno));
+			assert_unmapped(dev, ino, before, path, "after MAP_FIXED");
 			/* The new memory must read as zeroes, whatever ran before. */
 			for (size_t off = 0; off < (size_t)size; off += 65536)
 				if (((volatile unsigned char *)q)[off] != 0)
@@ -183,6 +237,7 @@ static uint64_t scan_file_early(const char *path)
 		}
 		if (munmap(p, (size_t)size) != 0)
 			die("%s: munmap: %s", path, strerror(errno));
+		assert_unmapped(dev, ino, before, path, "after munmap");
 	}
 	close(fd);
 	return sum;
@@ -231,6 +286,10 @@ static void scan_with_fork(void)
 {
 	off_t size;
 	int fd = open_file(files[0], &size);
+	dev_t dev;
+	ino_t ino;
+	file_id(fd, &dev, &ino);
+	int before = count_mapped(dev, ino);
 	unsigned char *p = map_file(fd, (size_t)size, files[0]);
 	close(fd);
 	uint64_t head = scan_mapping(p, 0, (size_t)size / 2);
@@ -241,6 +300,8 @@ static void scan_with_fork(void)
 	uint64_t tail = scan_mapping(p, (size_t)size / 2, (size_t)size);
 	uint64_t rest = scan_all();
 	munmap(p, (size_t)size);
+	assert_unmapped(dev, ino, before, files[0],
+			pid == 0 ? "after munmap in the child" : "after munmap");
 	if (pid == 0) {
 		printf("child checksum %llu %llu\n", (unsigned long long)(head + tail),
 		       (unsigned long long)rest);
@@ -297,6 +358,8 @@ int main(int argc, char **argv)
 			random_k = (long)parse_size(v);
 		} else if (!strcmp(argv[i], "--replace")) {
 			replace = 1;
+		} else if (!strcmp(argv[i], "--check-unmapped")) {
+			check_unmapped = 1;
 		} else if (!strcmp(argv[i], "--fork")) {
 			do_fork = 1;
 		} else {
