@@ -1064,7 +1064,8 @@ void pf_engine_atfork_child(void)
 		free(s);
 		s = next;
 	}
-	pthread_mutex_init(&pool.lock, NULL);
+	/* Locked by pf_engine_atfork_prepare, in this very thread. */
+	pthread_mutex_unlock(&pool.lock);
 	pthread_cond_init(&pool.work, NULL);
 	pool.head = pool.tail = pool.all = NULL;
 	pool.state = 0;
