@@ -18,7 +18,8 @@ build_packages=(autoconf automake libtool pkg-config make gcc libc6-dev bats
 # (a missing one only skips its test); most are in every Debian system.
 # shellcheck disable=SC2034 # used by scripts/check
 test_packages=(coreutils diffutils grep sed mawk tar gzip xz-utils bzip2 zstd cpio
-	python3 perl sqlite3 git)
+	python3 perl sqlite3 git
+	valgrind) # tests/valgrind.bats (memcheck, helgrind); skips without it
 
 say() { printf '==> %s\n' "$*"; }
 warn() { printf '%s: warning: %s\n' "${0##*/}" "$*" >&2; }

@@ -405,9 +405,11 @@ data() { echo "$BATS_FILE_TMPDIR/$1"; }
 	echo "RSS growth: plain ${plain} KiB, enabled ${enabled} KiB"
 	# Less than 1 MiB for all 10,000 (about 700 KiB measured: the
 	# descriptor table's pages); ASan's shadow memory inflates RSS.
+	# ThreadSanitizer's shadow and metadata make RSS no measure at all
+	# (about 5.4 MiB measured): not checked there.
 	local limit=1024
 	sanitized && limit=4000
-	[ $((enabled - plain)) -lt "$limit" ]
+	[ "$SANITIZER" = thread ] || [ $((enabled - plain)) -lt "$limit" ]
 	# And no descriptor is idle in the read-nothing case either.
 	run -0 check_three_modes "$HELPERS/pf_manyfiles" "$dir" $n --reads=0
 	echo "$output"

@@ -22,9 +22,24 @@ PREFETCH_WRAPPER="$abs_top_builddir/prefetch"
 # programs of tests/ are instrumented too in such a build. SANITIZER_PRELOAD
 # is that runtime followed by a colon, or empty for a normal build: every
 # LD_PRELOAD that names the library puts it in front ("$SANITIZER_PRELOAD$PREFETCH_LIB").
+# A ThreadSanitizer build (--enable-sanitizers=thread) needs libtsan there
+# instead; SANITIZER names the kind: address, thread, or empty.
 SANITIZER_PRELOAD=$(ldd "$PREFETCH_LIB" 2> /dev/null |
-	awk '$1 ~ /^libasan\.so/ && $3 ~ /^\// { print $3 ":"; exit }')
-if [ -n "$SANITIZER_PRELOAD" ]; then
+	awk '$1 ~ /^lib(asan|tsan)\.so/ && $3 ~ /^\// { print $3 ":"; exit }')
+case $SANITIZER_PRELOAD in
+*/libasan.so*) SANITIZER=address ;;
+*/libtsan.so*) SANITIZER=thread ;;
+*) SANITIZER= ;;
+esac
+if [ "$SANITIZER" = thread ]; then
+	# TSan reports go to files too (teardown_file fails on them); a process
+	# with a report exits with 88. die_after_fork=0: the library restarts
+	# its workers in the child of a threaded process, which glibc supports
+	# but TSan refuses by default. Reports are checked, not suppressed.
+	SANITIZER_LOG_DIR="${BATS_FILE_TMPDIR:-${BATS_RUN_TMPDIR:-${TMPDIR:-/tmp}}}/sanitizer-reports"
+	mkdir -p "$SANITIZER_LOG_DIR"
+	export TSAN_OPTIONS="halt_on_error=0:exitcode=88:die_after_fork=0:log_path=$SANITIZER_LOG_DIR/tsan"
+elif [ -n "$SANITIZER_PRELOAD" ]; then
 	# ASan and LeakSanitizer reports go to files, one per process, that
 	# teardown_file (below) prints and fails on: a report of a process whose
 	# status or stderr a test ignores is not lost. The status of a process
@@ -50,8 +65,17 @@ sanitized() {
 # the ASan runtime is then loaded as the library's dependency, which ASan
 # refuses unless told (it checks less there: its malloc is not the one used).
 allow_late_sanitizer_runtime() {
-	sanitized || return 0
+	[ "$SANITIZER" = address ] || return 0
 	ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0"
+}
+
+# need_runtime_first_or_skip: skips in a ThreadSanitizer build when a
+# program is run through the wrapper, which puts the library first in
+# LD_PRELOAD: TSan, unlike ASan, cannot start as the library's dependency
+# (the program crashes or hangs in TSan's start-up).
+need_runtime_first_or_skip() {
+	[ "$SANITIZER" != thread ] ||
+		skip "ThreadSanitizer build: libtsan must be preloaded first; the wrapper puts the library first"
 }
 
 # sanitizer_reports: prints the sanitizer reports of this test file so far;
@@ -62,7 +86,7 @@ sanitizer_reports() {
 	for f in "$SANITIZER_LOG_DIR"/*; do
 		# (Not the warnings alone: "Running thread N was not suspended"
 		# comes from the fork child of a process with threads.)
-		grep -q 'ERROR\|runtime error\|fatal error' "$f" 2> /dev/null || continue
+		grep -q 'ERROR\|runtime error\|fatal error\|WARNING: ThreadSanitizer' "$f" 2> /dev/null || continue
 		status=1
 		echo "--- sanitizer report ${f##*/}:"
 		cat "$f"
@@ -157,8 +181,8 @@ compare_modes() {
 	done
 	echo "exit status: plain=${rc[0]} disabled=${rc[1]} enabled=${rc[2]}"
 	# A sanitizer finding in all three (in a test program) is still one.
-	if sanitized && [[ " ${rc[*]} " =~ \ 8[67]\  ]]; then
-		echo "a sanitizer reported an error (status 86: ASan/LSan, 87: UBSan):"
+	if sanitized && [[ " ${rc[*]} " =~ \ 8[678]\  ]]; then
+		echo "a sanitizer reported an error (status 86: ASan/LSan, 87: UBSan, 88: TSan):"
 		for mode in "${modes[@]}"; do
 			grep -h -A 30 'runtime error\|Sanitizer' "$d/err.$mode" 2> /dev/null
 		done | head -n 60

@@ -89,12 +89,14 @@ first_preload() {
 }
 
 @test "the command's own exit status and arguments are passed on" {
+	need_runtime_first_or_skip
 	run -3 "$PREFETCH_WRAPPER" sh -c 'exit 3'
 	run -0 "$PREFETCH_WRAPPER" -- printf '%s|' --window=1M "two words" ''
 	[ "$output" = "--window=1M|two words||" ]
 }
 
 @test "LD_PRELOAD: the library is prepended, what was there is kept after it" {
+	need_runtime_first_or_skip
 	local other
 	other=$(other_library) || skip "no libm.so.6 found to preload"
 	LD_PRELOAD="$other" run -0 "$PREFETCH_WRAPPER" sh -c 'echo "$LD_PRELOAD"'
@@ -112,6 +114,7 @@ first_preload() {
 }
 
 @test "options map to PREFETCH_ variables, in both forms" {
+	need_runtime_first_or_skip
 	local x=$BATS_TEST_TMPDIR/x
 	run -0 "$PREFETCH_WRAPPER" --window 4M --threads 3 --stats="$x" --disable \
 		env -u PREFETCH_SKIP_CACHED -u PREFETCH_BLOCK_DEVICES sh -c 'env | grep "^PREFETCH_" | sort'
@@ -134,6 +137,7 @@ first_preload() {
 }
 
 @test "PREFETCH_LIBRARY overrides the library" {
+	need_runtime_first_or_skip
 	cp "$PREFETCH_LIB" copy.so
 	PREFETCH_LIBRARY="$BATS_TEST_TMPDIR/copy.so" run -0 first_preload "$PREFETCH_WRAPPER"
 	[ "$output" = "$BATS_TEST_TMPDIR/copy.so" ]
@@ -153,6 +157,7 @@ first_preload() {
 }
 
 @test "in the build tree, the wrapper uses the library just built" {
+	need_runtime_first_or_skip
 	unset PREFETCH_LIBRARY
 	run -0 first_preload "$PREFETCH_WRAPPER"
 	[ "$(realpath "$output")" = "$(realpath "$abs_top_builddir/src/.libs/libprefetch.so")" ]
@@ -168,6 +173,7 @@ first_preload() {
 }
 
 @test "make install DESTDIR=: the installed wrapper, library and manual pages" {
+	need_runtime_first_or_skip
 	local inst=$BATS_TEST_TMPDIR/inst bindir libdir mandir
 	bindir=$(make_var bindir)
 	libdir=$(make_var libdir)

@@ -65,7 +65,8 @@ static void *background(void *arg)
 			die("background: open: %m");
 		off_t pos = 0;
 		ssize_t r;
-		while (!stop_background && (r = read(fd, buf, BS)) > 0) {
+		while (!__atomic_load_n(&stop_background, __ATOMIC_RELAXED) &&
+		       (r = read(fd, buf, BS)) > 0) {
 			check(buf, pos, r, 0, "background", rounds);
 			pos += r;
 		}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bats
+# valgrind over a representative subset of the suite: memcheck (invalid
+# accesses, uninitialised values, definite leaks) and helgrind (data races,
+# lock misuse) on helper programs and real programs that the library
+# prefetches for. Each process writes its own valgrind log (forked children
+# included: their exit status does not reach the test), and every log must
+# report no error; the output must equal that of a run without the library,
+# and the statistics must show that prefetching engaged.
+bats_require_minimum_version 1.5.0
+
+load test_helper
+
+setup_file() {
+	# 8 MiB + 4104: several windows' worth of chunks, not a multiple of one.
+	"$HELPERS/pf_gen" "$BATS_FILE_TMPDIR/data" $((8 * 1048576 + 4104))
+}
+
+setup() {
+	# valgrind cannot run a process that also loads a sanitizer runtime.
+	! sanitized || skip "sanitized build: valgrind and the sanitizers exclude each other"
+	command -v valgrind > /dev/null || skip "valgrind not installed"
+	[ -r "$PREFETCH_LIB" ] || {
+		echo "library not built: $PREFETCH_LIB" >&2
+		return 1
+	}
+	STATS="$BATS_TEST_TMPDIR/stats"
+	DATA="$BATS_FILE_TMPDIR/data"
+	cd "$BATS_TEST_TMPDIR" || return 1
+}
+
+# vg TOOL CMD...: CMD and every process it starts under valgrind TOOL, with
+# the library enabled (2 workers, statistics to $STATS); one log per process
+# in $BATS_TEST_TMPDIR/vg.TOOL.<pid>.
+vg() {
+	local tool=$1
+	shift
+	local opts=(--tool="$tool" --error-exitcode=99 --trace-children=yes
+		--log-file="$BATS_TEST_TMPDIR/vg.$tool.%p")
+	if [ "$tool" = memcheck ]; then
+		opts+=(--leak-check=full --errors-for-leak-kinds=definite
+			--show-leak-kinds=definite)
+	fi
+	env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_STATS="$STATS" PREFETCH_THREADS=2 \
+		valgrind "${opts[@]}" "$@"
+}
+
+# vg_clean: every valgrind log of this test reports 0 errors (printed
+# otherwise); at least MIN (default 1) logs exist.
+vg_clean() {
+	local f n=0 bad=0
+	for f in "$BATS_TEST_TMPDIR"/vg.*; do
+		[ -e "$f" ] || continue
+		n=$((n + 1))
+		grep -q 'ERROR SUMMARY: 0 errors' "$f" && continue
+		bad=1
+		echo "--- valgrind log ${f##*/}:"
+		cat "$f"
+	done
+	echo "$n valgrind logs, $([ $bad = 0 ] && echo clean || echo 'with errors')"
+	[ "$n" -ge "${1:-1}" ] && [ "$bad" -eq 0 ]
+}
+
+# same_as_plain CMD...: $output (stdout) equals that of CMD run without the
+# library.
+same_as_plain() {
+	local plain
+	plain=$(with_plain "$@")
+	[ "$output" = "$plain" ] || {
+		echo "--- without the library:"
+		echo "$plain"
+		return 1
+	}
+}
+
+# cat_to_md5 TOOL FILE: cat FILE into a pipe (read/write, not
+# copy_file_range) under valgrind; md5sum of what came out.
+cat_to_md5() {
+	set -o pipefail
+	vg "$1" cat "$2" | md5sum
+}
+
+# --- memcheck --------------------------------------------------------------------
+
+@test "memcheck: read(), readv() and fread() readers: no error, no definite leak; engaged" {
+	local mode
+	for mode in read readv fread; do
+		rm -f "$STATS"
+		run -0 --separate-stderr vg memcheck "$HELPERS/pf_read" "$DATA" --mode=$mode --bs=65536 --verify
+		echo "$mode: $output"
+		same_as_plain "$HELPERS/pf_read" "$DATA" --mode=$mode --bs=65536 --verify
+		assert_engaged
+	done
+	vg_clean 3
+}
+
+@test "memcheck: threads sharing one descriptor: no error, no definite leak; engaged" {
+	run -0 --separate-stderr vg memcheck "$HELPERS/pf_threads" "$DATA" --threads=3 --bs=65536
+	echo "$output"
+	same_as_plain "$HELPERS/pf_threads" "$DATA" --threads=3 --bs=65536
+	assert_engaged
+	vg_clean
+}
+
+@test "memcheck: fork while prefetching, parent and child: no error, no definite leak" {
+	run -0 --separate-stderr vg memcheck "$HELPERS/pf_fork" "$DATA" --reopen
+	echo "$output"
+	# (First: the child's valgrind error shows only as its exit status.)
+	vg_clean 2
+	same_as_plain "$HELPERS/pf_fork" "$DATA" --reopen
+	assert_engaged
+	# Both processes reported, and both were prefetched.
+	[ "$(grep -c 'files_prefetched=1 ' "$STATS")" -eq 2 ]
+}
+
+@test "memcheck: md5sum and cat (real programs): no error, no definite leak; engaged" {
+	run -0 --separate-stderr vg memcheck md5sum "$DATA"
+	echo "$output"
+	same_as_plain md5sum "$DATA"
+	assert_engaged
+	rm -f "$STATS"
+	run -0 --separate-stderr cat_to_md5 memcheck "$DATA"
+	echo "$output"
+	[ "$output" = "$(md5sum < "$DATA")" ]
+	assert_engaged
+	vg_clean 2
+}
+
+# --- helgrind ----------------------------------------------------------------------
+
+@test "helgrind: read() and fread() readers: no race, no lock misuse; engaged" {
+	local mode
+	for mode in read fread; do
+		rm -f "$STATS"
+		run -0 --separate-stderr vg helgrind "$HELPERS/pf_read" "$DATA" --mode=$mode --bs=65536 --verify
+		echo "$mode: $output"
+		same_as_plain "$HELPERS/pf_read" "$DATA" --mode=$mode --bs=65536 --verify
+		assert_engaged
+	done
+	vg_clean 2
+}
+
+@test "helgrind: threads sharing one descriptor: no race, no lock misuse; engaged" {
+	run -0 --separate-stderr vg helgrind "$HELPERS/pf_threads" "$DATA" --threads=3 --bs=65536
+	echo "$output"
+	same_as_plain "$HELPERS/pf_threads" "$DATA" --threads=3 --bs=65536
+	assert_engaged
+	vg_clean
+}
+
+@test "helgrind: fork while prefetching, parent and child: no race, no lock misuse" {
+	# The child inherits the lock the fork handler took and restarts the
+	# workers: the pool's lock must be handed over correctly.
+	run -0 --separate-stderr vg helgrind "$HELPERS/pf_fork" "$DATA" --reopen
+	echo "$output"
+	# (First: the child's valgrind error shows only as its exit status.)
+	vg_clean 2
+	same_as_plain "$HELPERS/pf_fork" "$DATA" --reopen
+	assert_engaged
+	[ "$(grep -c 'files_prefetched=1 ' "$STATS")" -eq 2 ]
+}
+
+@test "helgrind: md5sum and cat (real programs): no race, no lock misuse; engaged" {
+	run -0 --separate-stderr vg helgrind md5sum "$DATA"
+	echo "$output"
+	same_as_plain md5sum "$DATA"
+	assert_engaged
+	rm -f "$STATS"
+	run -0 --separate-stderr cat_to_md5 helgrind "$DATA"
+	echo "$output"
+	[ "$output" = "$(md5sum < "$DATA")" ]
+	assert_engaged
+	vg_clean 2
+}
