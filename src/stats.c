@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -100,11 +101,20 @@ void pf_stats_report(void)
 	if (s->stats == 1) {
 		(void)!write(report_fd >= 0 ? report_fd : STDERR_FILENO, line, (size_t)len);
 	} else {
-		/* O_NOFOLLOW: a link planted at the path is not followed. */
+		/* O_NOFOLLOW: a link planted at the path is not followed.
+		 * O_NONBLOCK and the S_ISREG test: a FIFO planted there must
+		 * not hang the program at exit, nor a device get the line. */
 		int fd = pf_libc.open(s->stats_path,
-				      O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
-		if (fd >= 0) {
+				      O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
+					      O_CLOEXEC,
+				      0666);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
 			(void)!write(fd, line, (size_t)len);
+			pf_libc.close(fd);
+		} else if (fd >= 0) {
+			PF_LOG(PF_LOG_WARN, "%s is not a regular file: no statistics written",
+			       s->stats_path);
 			pf_libc.close(fd);
 		} else {
 			PF_LOG(PF_LOG_WARN, "cannot open %s: %s", s->stats_path, strerror(errno));

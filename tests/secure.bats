@@ -147,3 +147,33 @@ prefetch_env() {
 	[[ $stderr == *"prefetching from offset"* ]]
 	[ "$(cat "$D/target")" = original ]
 }
+
+@test "PREFETCH_STATS naming a FIFO nobody reads: the program does not hang, nothing is written" {
+	mkfifo "$D/out/fifo"
+	chown nobody:nogroup "$D/out/fifo"
+	# shellcheck disable=SC2046
+	run -0 --separate-stderr timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups env LD_PRELOAD="$D/libprefetch.so" \
+		$(prefetch_env "$D/out/fifo") "$D/pf_read" "$D/data" --verify
+	echo "enabled: $output"
+	echo "enabled stderr: $stderr"
+	[ "$output" = "$(with_plain "$D/pf_read" "$D/data" --verify)" ]
+	[[ $stderr == *"prefetching from offset"* ]]
+	# No reader: O_NONBLOCK makes the open fail (ENXIO) instead of waiting.
+	[[ $stderr == *"cannot open $D/out/fifo"* ]]
+	[ -p "$D/out/fifo" ]
+	# With a reader (this shell, holding the FIFO open both ways, which
+	# never blocks on Linux), the open succeeds; a FIFO is still no
+	# regular file, and gets nothing.
+	exec 4<> "$D/out/fifo"
+	# shellcheck disable=SC2046
+	run -0 --separate-stderr timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups env \
+		LD_PRELOAD="$D/libprefetch.so" $(prefetch_env "$D/out/fifo") "$D/pf_read" "$D/data" --verify
+	echo "with a reader, stderr: $stderr"
+	local got=
+	read -r -t 0.5 -u 4 got || got=
+	exec 4>&-
+	echo "the reader got: $got"
+	[ -z "$got" ]
+	[[ $stderr == *"prefetching from offset"* ]]
+	[[ $stderr == *"is not a regular file"* ]]
+}
