@@ -796,9 +796,31 @@ static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req 
 /* A read of a descriptor without a stream: pass it through, and count
  * sequential reads (slot lock held, dropped during the read itself, which
  * may block for ever on a pipe or socket). */
+/* True, at a descriptor's first read, when none of its reads can ever be
+ * prefetched: not a regular file, or (by default) a file on a local block
+ * device. Its reads then skip the lock from the next one on, which random
+ * readers, who never reach try_engage, would otherwise pay on every call.
+ * One fstat per descriptor (slot lock held). */
+static bool never_prefetched(struct pf_fd *slot, int fd)
+{
+	if (slot->flags & PF_FDF_LOOKED_AT)
+		return false;
+	slot->flags |= PF_FDF_LOOKED_AT;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return true;
+	if (!pf_settings()->block_devices && major(st.st_dev) != 0) {
+		PF_STAT_ADD(block_device_skips, 1); /* see try_engage */
+		return true;
+	}
+	return false;
+}
+
 static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req *req)
 {
 	const struct pf_settings *cfg = pf_settings();
+	if (slot->state == PF_FD_WATCHING && never_prefetched(slot, fd))
+		slot->state = PF_FD_IGNORED;
 	bool sequential = req->offset == PF_AT_FILE_OFFSET || req->offset == slot->next_off;
 	pthread_mutex_unlock(&slot->lock);
 	ssize_t r = pass_through(fd, req);
@@ -957,6 +979,9 @@ static void on_seek(struct pf_fd *slot, int unused)
 
 void pf_fd_seeked(int fd)
 {
+	struct pf_fd *slot = pf_fd_find(fd);
+	if (slot && __atomic_load_n(&slot->state, __ATOMIC_RELAXED) == PF_FD_IGNORED)
+		return; /* nothing to reset; an advice or a reopen changes the state */
 	with_slot(fd, on_seek, 0);
 }
 

@@ -29,6 +29,7 @@ enum pf_fd_flags {
 	PF_FDF_CLASSIFIED = 1 << 0, /* fcntl/fstatfs checks passed once */
 	PF_FDF_SEQ_ADVICE = 1 << 1, /* the program said POSIX_FADV_SEQUENTIAL */
 	PF_FDF_RANDOM_ADVICE = 1 << 2, /* ignored because the program said RANDOM */
+	PF_FDF_LOOKED_AT = 1 << 3, /* fstat'd at its first read (never_prefetched) */
 };
 
 struct pf_stream;

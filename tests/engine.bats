@@ -32,6 +32,22 @@ load test_helper
 	assert_engaged
 }
 
+@test "on a local block device, random reads are let through from the first read" {
+	make_file data 30000000
+	local major
+	major=$(stat -c %D data) # device number in hex: major * 256 + minor
+	[ $((16#$major >> 8)) -ne 0 ] || skip "test directory not on a block device"
+	# By default (not the harness's setting), local block devices are passed
+	# through: a random reader, which never makes the sequential run that
+	# try_engage would look at, is seen as one at its first read.
+	PREFETCH_BLOCK_DEVICES=0 same_in_three_modes "$HELPERS/access_pattern" data \
+		random:4096:200 lseekrandom:4096:200
+	echo "stats: $(cat "$STATS")"
+	[ "$(stat_sum block_device_skips)" -eq 1 ]
+	[ "$(stat_sum files_prefetched)" -eq 0 ]
+	[ "$(stat_sum peak_memory)" -eq 0 ]
+}
+
 @test "files read one after another are prefetched from their first byte" {
 	for i in 1 2 3 4; do make_file "f$i" 3000000; done
 	same_in_three_modes md5sum f1 f2 f3 f4
