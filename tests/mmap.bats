@@ -171,6 +171,17 @@ assert_mmap_not_engaged() {
 	[ "$(stat_sum mmap_bytes_cached)" -gt 0 ]
 }
 
+# scan_threads [VAR=VALUE...]: sets max to the most threads that the scan of
+# $MNT/a and $MNT/b had under the library ($lib) with these settings; its
+# output must be that of the plain run (out.plain).
+scan_threads() {
+	rm -f "$STATS"
+	max=$(max_tasks_while env LD_PRELOAD="$lib" PREFETCH_STATS="$STATS" PREFETCH_MMAP=1 "$@" \
+		"$SCAN" --mode=mmap "$MNT/a" "$MNT/b")
+	echo "threads seen with ${*:-the defaults}: $max; stats: $(cat "$STATS")"
+	cmp out.plain out.sampled
+}
+
 # max_tasks_while CMD...: runs CMD (an executable: its process is sampled,
 # not a subshell's) in the background, stdout to out.sampled; prints the
 # largest number of threads it had (sampled every 5 ms).
@@ -206,26 +217,15 @@ mount_slowfs() {
 	# engine would prefetch).
 	local lib=$SANITIZER_PRELOAD$PREFETCH_LIB base=1
 	[ "${SANITIZER:-}" != thread ] || base=2
-	max=$(max_tasks_while env LD_PRELOAD="$lib" PREFETCH_STATS="$STATS" PREFETCH_MMAP=1 \
-		"$SCAN" --mode=mmap "$MNT/a" "$MNT/b")
-	echo "threads seen: $max; stats: $(cat "$STATS")"
-	cmp out.plain out.sampled
+	scan_threads
 	[ "$max" -ge $((base + 3)) ]
 	assert_mmap_read_ahead
-	rm -f "$STATS"
-	max=$(max_tasks_while env LD_PRELOAD="$lib" PREFETCH_STATS="$STATS" PREFETCH_MMAP=1 \
-		PREFETCH_THREADS=2 "$SCAN" --mode=mmap "$MNT/a" "$MNT/b")
-	echo "threads seen with PREFETCH_THREADS=2: $max; stats: $(cat "$STATS")"
-	cmp out.plain out.sampled
+	scan_threads PREFETCH_THREADS=2
 	[ "$max" -le $((base + 2)) ]
 	assert_mmap_read_ahead
 	# One worker takes several steps at once, but within a small memory cap
 	# one at a time.
-	rm -f "$STATS"
-	max=$(max_tasks_while env LD_PRELOAD="$lib" PREFETCH_STATS="$STATS" PREFETCH_MMAP=1 \
-		PREFETCH_THREADS=1 PREFETCH_MAX_MEMORY=256K "$SCAN" --mode=mmap "$MNT/a" "$MNT/b")
-	echo "threads seen with PREFETCH_THREADS=1: $max; stats: $(cat "$STATS")"
-	cmp out.plain out.sampled
+	scan_threads PREFETCH_THREADS=1 PREFETCH_MAX_MEMORY=256K
 	[ "$max" -le $((base + 1)) ]
 	assert_mmap_read_ahead
 	[ "$(stat_sum peak_memory)" -le 262144 ]

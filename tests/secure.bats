@@ -60,6 +60,20 @@ prefetch_env() {
 	echo PREFETCH_STATS="$1" PREFETCH_DEBUG=2 PREFETCH_SKIP_CACHED=0 PREFETCH_BLOCK_DEVICES=1
 }
 
+# nobody_reads STATS_PATH: pf_read of the data as nobody, with the library
+# and PREFETCH_STATS=STATS_PATH (at most 20 s: a hang fails); the output is
+# that of a run without the library, and prefetching engaged (the debug line
+# says so: the statistics file is what these tests are about).
+nobody_reads() {
+	# shellcheck disable=SC2046 # prefetch_env prints words
+	run -0 --separate-stderr timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		env LD_PRELOAD="$D/libprefetch.so" $(prefetch_env "$1") "$D/pf_read" "$D/data" --verify
+	echo "output: $output"
+	echo "stderr: $stderr"
+	[ "$output" = "$(with_plain "$D/pf_read" "$D/data" --verify)" ]
+	[[ $stderr == *"prefetching from offset"* ]]
+}
+
 @test "AT_SECURE (setgid, run as nobody): no PREFETCH_* variable read, no statistics, no debug output" {
 	local opts
 	opts=$(findmnt -no OPTIONS -T "$D") || skip "findmnt cannot tell the mount options of $D"
@@ -105,14 +119,7 @@ prefetch_env() {
 @test "PREFETCH_STATS in a directory the user cannot write: nothing created, same output and status" {
 	mkdir "$D/rootonly"
 	chmod 0755 "$D/rootonly"
-	# shellcheck disable=SC2046
-	run -0 --separate-stderr as_nobody env LD_PRELOAD="$D/libprefetch.so" \
-		$(prefetch_env "$D/rootonly/stats") "$D/pf_read" "$D/data" --verify
-	echo "enabled: $output"
-	echo "enabled stderr: $stderr"
-	[ "$output" = "$(with_plain "$D/pf_read" "$D/data" --verify)" ]
-	# Engaged (the statistics cannot show it here: the debug line does).
-	[[ $stderr == *"prefetching from offset"* ]]
+	nobody_reads "$D/rootonly/stats"
 	# The failure is reported at PREFETCH_DEBUG >= 1 (on the stderr that
 	# pf_read, unlike coreutils, keeps open to the end), and nothing was created.
 	[[ $stderr == *"cannot open $D/rootonly/stats: Permission denied"* ]]
@@ -127,13 +134,7 @@ prefetch_env() {
 	ln -s "$D/out/created" "$D/out/dangling"
 	local link
 	for link in stats dangling; do
-		# shellcheck disable=SC2046
-		run -0 --separate-stderr as_nobody env LD_PRELOAD="$D/libprefetch.so" \
-			$(prefetch_env "$D/out/$link") "$D/pf_read" "$D/data" --verify
-		echo "$link: $output"
-		echo "$link stderr: $stderr"
-		[ "$output" = "$(with_plain "$D/pf_read" "$D/data" --verify)" ]
-		[[ $stderr == *"prefetching from offset"* ]]
+		nobody_reads "$D/out/$link"
 		[[ $stderr == *"cannot open $D/out/$link: Too many levels of symbolic links"* ]]
 	done
 	[ "$(cat "$D/target")" = original ]
@@ -151,13 +152,7 @@ prefetch_env() {
 @test "PREFETCH_STATS naming a FIFO nobody reads: the program does not hang, nothing is written" {
 	mkfifo "$D/out/fifo"
 	chown nobody:nogroup "$D/out/fifo"
-	# shellcheck disable=SC2046
-	run -0 --separate-stderr timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups env LD_PRELOAD="$D/libprefetch.so" \
-		$(prefetch_env "$D/out/fifo") "$D/pf_read" "$D/data" --verify
-	echo "enabled: $output"
-	echo "enabled stderr: $stderr"
-	[ "$output" = "$(with_plain "$D/pf_read" "$D/data" --verify)" ]
-	[[ $stderr == *"prefetching from offset"* ]]
+	nobody_reads "$D/out/fifo"
 	# No reader: O_NONBLOCK makes the open fail (ENXIO) instead of waiting.
 	[[ $stderr == *"cannot open $D/out/fifo"* ]]
 	[ -p "$D/out/fifo" ]
@@ -165,15 +160,11 @@ prefetch_env() {
 	# never blocks on Linux), the open succeeds; a FIFO is still no
 	# regular file, and gets nothing.
 	exec 4<> "$D/out/fifo"
-	# shellcheck disable=SC2046
-	run -0 --separate-stderr timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups env \
-		LD_PRELOAD="$D/libprefetch.so" $(prefetch_env "$D/out/fifo") "$D/pf_read" "$D/data" --verify
-	echo "with a reader, stderr: $stderr"
+	nobody_reads "$D/out/fifo"
 	local got=
 	read -r -t 0.5 -u 4 got || got=
 	exec 4>&-
 	echo "the reader got: $got"
 	[ -z "$got" ]
-	[[ $stderr == *"prefetching from offset"* ]]
 	[[ $stderr == *"is not a regular file"* ]]
 }

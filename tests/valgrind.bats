@@ -60,6 +60,15 @@ vg_clean() {
 	[ "$n" -ge "${1:-1}" ] && [ "$bad" -eq 0 ]
 }
 
+# ran_clean: the command that `run` just ran exited 0; if not, every
+# valgrind log of the test so far is printed, so that a report is seen.
+ran_clean() {
+	[ "$status" -eq 0 ] && return 0
+	echo "exit status $status; stderr: $stderr"
+	vg_clean
+	return 1
+}
+
 # same_as_plain CMD...: $output (stdout) equals that of CMD run without the
 # library.
 same_as_plain() {
@@ -79,95 +88,92 @@ cat_to_md5() {
 	vg "$1" cat "$2" | md5sum
 }
 
-# --- memcheck --------------------------------------------------------------------
+# --- the checks, each run under memcheck and under helgrind ---------------------
 
-@test "memcheck: read(), readv() and fread() readers: no error, no definite leak; engaged" {
-	local mode
-	for mode in read readv fread; do
+# readers TOOL MODE...: pf_read in each MODE under TOOL; same output as a
+# plain run, engaged, every log clean.
+readers() {
+	local tool=$1 mode
+	shift
+	for mode in "$@"; do
 		rm -f "$STATS"
-		run -0 --separate-stderr vg memcheck "$HELPERS/pf_read" "$DATA" --mode=$mode --bs=65536 --verify
+		run --separate-stderr vg "$tool" "$HELPERS/pf_read" "$DATA" --mode="$mode" --bs=65536 --verify
 		echo "$mode: $output"
-		same_as_plain "$HELPERS/pf_read" "$DATA" --mode=$mode --bs=65536 --verify
+		ran_clean
+		same_as_plain "$HELPERS/pf_read" "$DATA" --mode="$mode" --bs=65536 --verify
 		assert_engaged
 	done
-	vg_clean 3
+	vg_clean $#
 }
 
-@test "memcheck: threads sharing one descriptor: no error, no definite leak; engaged" {
-	run -0 --separate-stderr vg memcheck "$HELPERS/pf_threads" "$DATA" --threads=3 --bs=65536
+# shared_descriptor TOOL: three threads reading one descriptor under TOOL.
+shared_descriptor() {
+	run --separate-stderr vg "$1" "$HELPERS/pf_threads" "$DATA" --threads=3 --bs=65536
 	echo "$output"
+	ran_clean
 	same_as_plain "$HELPERS/pf_threads" "$DATA" --threads=3 --bs=65536
 	assert_engaged
 	vg_clean
 }
 
-@test "memcheck: fork while prefetching, parent and child: no error, no definite leak" {
-	run -0 --separate-stderr vg memcheck "$HELPERS/pf_fork" "$DATA" --reopen
+# fork_while_prefetching TOOL: parent and child both read, both prefetched.
+fork_while_prefetching() {
+	run --separate-stderr vg "$1" "$HELPERS/pf_fork" "$DATA" --reopen
 	echo "$output"
-	# (First: the child's valgrind error shows only as its exit status.)
+	# (The child's valgrind error shows only as its exit status.)
+	ran_clean
 	vg_clean 2
 	same_as_plain "$HELPERS/pf_fork" "$DATA" --reopen
 	assert_engaged
-	# Both processes reported, and both were prefetched.
 	[ "$(grep -c 'files_prefetched=1 ' "$STATS")" -eq 2 ]
 }
 
-@test "memcheck: md5sum and cat (real programs): no error, no definite leak; engaged" {
-	run -0 --separate-stderr vg memcheck md5sum "$DATA"
+# real_programs TOOL: md5sum, and cat into a pipe, under TOOL.
+real_programs() {
+	run --separate-stderr vg "$1" md5sum "$DATA"
 	echo "$output"
+	ran_clean
 	same_as_plain md5sum "$DATA"
 	assert_engaged
 	rm -f "$STATS"
-	run -0 --separate-stderr cat_to_md5 memcheck "$DATA"
+	run --separate-stderr cat_to_md5 "$1" "$DATA"
 	echo "$output"
+	ran_clean
 	[ "$output" = "$(md5sum < "$DATA")" ]
 	assert_engaged
 	vg_clean 2
 }
 
-# --- helgrind ----------------------------------------------------------------------
+@test "memcheck: read(), readv() and fread() readers: no error, no definite leak; engaged" {
+	readers memcheck read readv fread
+}
+
+@test "memcheck: threads sharing one descriptor: no error, no definite leak; engaged" {
+	shared_descriptor memcheck
+}
+
+@test "memcheck: fork while prefetching, parent and child: no error, no definite leak" {
+	fork_while_prefetching memcheck
+}
+
+@test "memcheck: md5sum and cat (real programs): no error, no definite leak; engaged" {
+	real_programs memcheck
+}
 
 @test "helgrind: read() and fread() readers: no race, no lock misuse; engaged" {
-	local mode
-	for mode in read fread; do
-		rm -f "$STATS"
-		run -0 --separate-stderr vg helgrind "$HELPERS/pf_read" "$DATA" --mode=$mode --bs=65536 --verify
-		echo "$mode: $output"
-		same_as_plain "$HELPERS/pf_read" "$DATA" --mode=$mode --bs=65536 --verify
-		assert_engaged
-	done
-	vg_clean 2
+	readers helgrind read fread
 }
 
 @test "helgrind: threads sharing one descriptor: no race, no lock misuse; engaged" {
-	run -0 --separate-stderr vg helgrind "$HELPERS/pf_threads" "$DATA" --threads=3 --bs=65536
-	echo "$output"
-	same_as_plain "$HELPERS/pf_threads" "$DATA" --threads=3 --bs=65536
-	assert_engaged
-	vg_clean
+	shared_descriptor helgrind
 }
 
 @test "helgrind: fork while prefetching, parent and child: no race, no lock misuse" {
 	# The child inherits the lock the fork handler took and restarts the
 	# workers: the pool's lock must be handed over correctly.
-	run -0 --separate-stderr vg helgrind "$HELPERS/pf_fork" "$DATA" --reopen
-	echo "$output"
-	# (First: the child's valgrind error shows only as its exit status.)
-	vg_clean 2
-	same_as_plain "$HELPERS/pf_fork" "$DATA" --reopen
-	assert_engaged
-	[ "$(grep -c 'files_prefetched=1 ' "$STATS")" -eq 2 ]
+	fork_while_prefetching helgrind
 }
 
 @test "helgrind: md5sum and cat (real programs): no race, no lock misuse; engaged" {
-	run -0 --separate-stderr vg helgrind md5sum "$DATA"
-	echo "$output"
-	same_as_plain md5sum "$DATA"
-	assert_engaged
-	rm -f "$STATS"
-	run -0 --separate-stderr cat_to_md5 helgrind "$DATA"
-	echo "$output"
-	[ "$output" = "$(md5sum < "$DATA")" ]
-	assert_engaged
-	vg_clean 2
+	real_programs helgrind
 }
