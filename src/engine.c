@@ -868,10 +868,14 @@ ssize_t pf_read_fd(int fd, const struct pf_read_req *req)
 	size_t total = request_size(req, &valid);
 	if (!valid || total == 0 || (req->offset < 0 && req->offset != PF_AT_FILE_OFFSET))
 		return pass_through(fd, req);
-	if (!slot && !(slot = pf_fd_get(fd)))
-		return pass_through(fd, req);
-
+	/* From here on, a signal handler's read passes straight through
+	 * (pf_active), whatever this thread is in the middle of. */
 	pf_in_library = 1;
+	if (!slot && !(slot = pf_fd_get(fd))) {
+		ssize_t r = pass_through(fd, req);
+		pf_in_library = 0;
+		return r;
+	}
 	pthread_mutex_lock(&slot->lock);
 	ssize_t r;
 	switch (slot->state) {
