@@ -504,6 +504,22 @@ static bool range_cached(int fd, off64_t from, off64_t to)
 	       pf_libc.preadv2(fd, &iov, 1, to - 1, RWF_NOWAIT) == 1;
 }
 
+/* Files whose reads are never prefetched: anything but a regular file, and
+ * (unless PREFETCH_BLOCK_DEVICES=1) files on a local block device, where the
+ * kernel's own readahead already overlaps the IO with the program and a
+ * second copy through our buffers would only cost. Network, FUSE and other
+ * device-less filesystems have major 0. */
+static bool excluded_file(const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		return true;
+	if (!pf_settings()->block_devices && major(st->st_dev) != 0) {
+		PF_STAT_ADD(block_device_skips, 1);
+		return true;
+	}
+	return false;
+}
+
 /* The descriptor's reads have been sequential: attach a stream if the file
  * qualifies and there is something to gain (slot lock held). pos is the
  * offset of the next read, or -1 for "the file offset". */
@@ -512,17 +528,8 @@ static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	const struct pf_settings *cfg = pf_settings();
 	slot->seq_reads = 0; /* if nothing comes of it, look again after a run of reads */
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) != 0 || excluded_file(&st)) {
 		slot->state = PF_FD_IGNORED;
-		return NULL;
-	}
-	if (!cfg->block_devices && major(st.st_dev) != 0) {
-		/* A filesystem on a local block device: the kernel's own
-		 * readahead already overlaps its IO with the program, and a
-		 * second copy through our buffers would only cost. Network,
-		 * FUSE and other device-less filesystems have major 0. */
-		slot->state = PF_FD_IGNORED;
-		PF_STAT_ADD(block_device_skips, 1);
 		return NULL;
 	}
 	if (pos < 0)
@@ -793,9 +800,6 @@ static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req 
 	return (ssize_t)done;
 }
 
-/* A read of a descriptor without a stream: pass it through, and count
- * sequential reads (slot lock held, dropped during the read itself, which
- * may block for ever on a pipe or socket). */
 /* True, at a descriptor's first read, when none of its reads can ever be
  * prefetched: not a regular file, or (by default) a file on a local block
  * device. Its reads then skip the lock from the next one on, which random
@@ -807,15 +811,12 @@ static bool never_prefetched(struct pf_fd *slot, int fd)
 		return false;
 	slot->flags |= PF_FDF_LOOKED_AT;
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-		return true;
-	if (!pf_settings()->block_devices && major(st.st_dev) != 0) {
-		PF_STAT_ADD(block_device_skips, 1); /* see try_engage */
-		return true;
-	}
-	return false;
+	return fstat(fd, &st) != 0 || excluded_file(&st);
 }
 
+/* A read of a descriptor without a stream: pass it through, and count
+ * sequential reads (slot lock held, dropped during the read itself, which
+ * may block for ever on a pipe or socket). */
 static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req *req)
 {
 	const struct pf_settings *cfg = pf_settings();

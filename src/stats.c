@@ -109,15 +109,15 @@ void pf_stats_report(void)
 					      O_CLOEXEC,
 				      0666);
 		struct stat st;
-		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-			(void)!write(fd, line, (size_t)len);
-			pf_libc.close(fd);
-		} else if (fd >= 0) {
-			PF_LOG(PF_LOG_WARN, "%s is not a regular file: no statistics written",
-			       s->stats_path);
-			pf_libc.close(fd);
-		} else {
+		if (fd < 0) {
 			PF_LOG(PF_LOG_WARN, "cannot open %s: %s", s->stats_path, strerror(errno));
+		} else {
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+				(void)!write(fd, line, (size_t)len);
+			else
+				PF_LOG(PF_LOG_WARN, "%s is not a regular file: no statistics written",
+				       s->stats_path);
+			pf_libc.close(fd);
 		}
 	}
 	errno = saved;
