@@ -164,11 +164,8 @@ engaged_on() {
 # Independent of the library's own statistics: strace sees pread64 calls that
 # return data made by a thread other than the program's main thread.
 @test "strace: an enabled md5sum has worker threads calling pread64" {
-	command -v strace > /dev/null || skip "strace not installed"
-	strace -f -o /dev/null true 2> /dev/null || skip "strace cannot trace here (ptrace not permitted)"
+	need_strace
 	local log="$BATS_TEST_TMPDIR/strace.log"
-	# (LeakSanitizer cannot run under ptrace: no leak check in a sanitized build.)
-	! sanitized || ASAN_OPTIONS+=:detect_leaks=0
 	run -0 strace -f -e trace=execve,pread64 -o "$log" \
 		env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" md5sum "$BATS_FILE_TMPDIR/medium"
 	echo "$output"

@@ -124,6 +124,32 @@ make_file() {
 	head -c "$2" /dev/urandom > "$1"
 }
 
+# Cold files: dropped from the page cache before each run of the cold_*
+# modes (compare_modes cold_plain cold_disabled cold_prefetch CMD...), for
+# what the library leaves alone when it finds the data cached.
+COLD_FILES=()
+
+# make_cold_file PATH BYTES: make_file, written to disk, and a cold file.
+make_cold_file() {
+	make_file "$1" "$2" && sync "$1" && COLD_FILES+=("$1")
+}
+
+# evict_cold_files: drops the cold files from the page cache (clean pages,
+# nothing maps them); fincore, when there, confirms it.
+evict_cold_files() {
+	local f res
+	for f in "${COLD_FILES[@]}"; do
+		dd if="$f" iflag=nocache count=0 status=none || return 1
+		command -v fincore > /dev/null || continue
+		res=$(fincore --bytes --noheadings --output RES "$f")
+		[ "$res" -eq 0 ] || { echo "$f still has $res bytes cached" >&2; return 1; }
+	done
+}
+
+cold_plain() { evict_cold_files && with_plain "$@"; }
+cold_disabled() { evict_cold_files && with_disabled "$@"; }
+cold_prefetch() { evict_cold_files && with_prefetch "$@"; }
+
 # make_text PATH LINES: numbered text lines (compressible, line-oriented).
 make_text() {
 	seq -f 'line %08g of the test file, with some words after it' 1 "$2" > "$1"
@@ -203,6 +229,14 @@ same_in_three_modes() {
 # need_root: skip unless running as root.
 need_root() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root"
+}
+
+# need_strace: skip unless strace is installed and may trace here. Sanitized
+# builds: LeakSanitizer cannot run under ptrace, so no leak check.
+need_strace() {
+	command -v strace > /dev/null || skip "strace not installed"
+	strace -f -o /dev/null true 2> /dev/null || skip "strace cannot trace here (ptrace not permitted)"
+	! sanitized || ASAN_OPTIONS+=:detect_leaks=0
 }
 
 # need_fuse: skip unless slowfs is built and FUSE can be mounted here.
@@ -289,6 +323,15 @@ show_runs() {
 check_three_modes() {
 	rm -f "$STATS"
 	same_in_three_modes "$@" && return 0
+	show_runs
+	return 1
+}
+
+# check_cold_three_modes CMD...: check_three_modes, each run on cold files
+# (COLD_FILES).
+check_cold_three_modes() {
+	rm -f "$STATS"
+	compare_modes cold_plain cold_disabled cold_prefetch "$@" && return 0
 	show_runs
 	return 1
 }

@@ -378,7 +378,7 @@ int main(int argc, char **argv)
 		printf("checksum %llu\n", (unsigned long long)scan_all());
 	}
 	double secs = (double)(now_ns() - t0) / 1e9;
-	fprintf(stderr, "elapsed %.3f s (mode=%s threads=%d files=%d)\n", secs,
+	fprintf(stderr, "elapsed %.6f s (mode=%s threads=%d files=%d)\n", secs,
 		use_mmap ? "mmap" : "read", threads, nfiles);
 	return 0;
 }
