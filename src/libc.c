@@ -186,3 +186,26 @@ int pf_boot_madvise(void *addr, size_t len, int advice)
 {
 	return (int)syscall(SYS_madvise, addr, len, advice);
 }
+
+/* cachestat(2) has no C library wrapper (glibc 2.36 has none), and Debian
+ * 12's kernel headers predate it: its number is 451 on every architecture,
+ * its structures are these. */
+#define PF_NR_CACHESTAT 451
+
+struct pf_cachestat_range {
+	uint64_t off, len;
+};
+
+struct pf_cachestat {
+	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+int pf_cachestat(int fd, uint64_t off, uint64_t len, uint64_t *pages)
+{
+	struct pf_cachestat_range range = { off, len };
+	struct pf_cachestat cs;
+	if (syscall(PF_NR_CACHESTAT, fd, &range, &cs, 0) != 0)
+		return -1;
+	*pages = cs.nr_cache;
+	return 0;
+}

@@ -5,6 +5,7 @@
 #ifndef PF_LIBC_H
 #define PF_LIBC_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -85,5 +86,9 @@ void *pf_boot_mmap(void *addr, size_t len, int prot, int flags, int fd, off64_t 
 int pf_boot_munmap(void *addr, size_t len);
 void *pf_boot_mremap(void *old_addr, size_t old_len, size_t new_len, int flags, void *new_addr);
 int pf_boot_madvise(void *addr, size_t len, int advice);
+
+/* cachestat(2): sets *pages to the number of pages of [off, off + len) of
+ * fd in the page cache; -1 with errno (ENOSYS before Linux 6.5). */
+int pf_cachestat(int fd, uint64_t off, uint64_t len, uint64_t *pages);
 
 #endif

@@ -77,14 +77,14 @@ static int format_report(char *line, size_t size)
 			"peak_memory=%llu streams_dropped=%llu cached_skips=%llu "
 			"errors_forwarded=%llu worker_reads=%llu "
 			"mmap_mappings=%llu mmap_bytes_populated=%llu mmap_bytes_cached=%llu "
-			"block_device_skips=%llu mmap_mappings_cached=%llu\n",
+			"block_device_skips=%llu mmap_mappings_cached=%llu streams_uncached=%llu\n",
 			(int)getpid(), program_invocation_short_name, LOAD(files_prefetched),
 			LOAD(bytes_served), LOAD(bytes_sync), LOAD(bytes_fetched),
 			LOAD(bytes_wasted), LOAD(wait_ns) / 1000, LOAD(peak_memory),
 			LOAD(streams_dropped), LOAD(cached_skips), LOAD(errors_forwarded),
 			LOAD(worker_reads), LOAD(mmap_mappings), LOAD(mmap_bytes_populated),
 			LOAD(mmap_bytes_cached), LOAD(block_device_skips),
-			LOAD(mmap_mappings_cached));
+			LOAD(mmap_mappings_cached), LOAD(streams_uncached));
 }
 
 void pf_stats_report(void)

@@ -5,7 +5,7 @@
  *     bytes_sync=N bytes_fetched=N bytes_wasted=N wait_us=N peak_memory=N
  *     streams_dropped=N cached_skips=N errors_forwarded=N worker_reads=N
  *     mmap_mappings=N mmap_bytes_populated=N mmap_bytes_cached=N
- *     block_device_skips=N mmap_mappings_cached=N
+ *     block_device_skips=N mmap_mappings_cached=N streams_uncached=N
  */
 #ifndef PF_STATS_H
 #define PF_STATS_H
@@ -30,6 +30,7 @@ struct pf_stats {
 	uint64_t mmap_bytes_populated; /* bytes of mappings read ahead */
 	uint64_t mmap_bytes_cached; /* bytes of mappings found cached: not read again */
 	uint64_t mmap_mappings_cached; /* mappings found cached when mapped: left alone */
+	uint64_t streams_uncached;  /* streams with doubled chunks: reads bypass the page cache */
 };
 
 extern struct pf_stats pf_stats;

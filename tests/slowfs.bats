@@ -180,3 +180,33 @@ need_library() {
 	# a pipeline; a loose bound so that a loaded machine does not flake.
 	[ $(( enabled * 100 )) -lt $(( plain * 60 )) ]
 }
+
+# slowfs_counter NAME: a counter of the mounted slowfs (.slowfs-stats).
+slowfs_counter() {
+	grep -o "$1=[0-9]*" "$MNT/.slowfs-stats" | cut -d= -f2
+}
+
+@test "libprefetch: twice the chunk where reads bypass the page cache (direct_io), not through it" {
+	need_library
+	# cachestat(2), which tells, is Linux 6.5 and later.
+	printf '%s\n' 6.5 "$(uname -r | cut -d- -f1)" | sort -V -C ||
+		skip "Linux $(uname -r) has no cachestat"
+	make_file "$SRC/data" 8388608
+	mount_or_skip --direct-io --delay-us=200
+	run -0 check_three_modes md5sum "$MNT/data"
+	echo "$output"
+	assert_engaged
+	cat "$MNT/.slowfs-stats"
+	[ "$(stat_sum streams_uncached)" -eq 1 ]
+	# The storage's own count: the workers asked for 512 KiB at a time.
+	[ "$(slowfs_counter max_request)" -eq $((2 * 262144)) ]
+
+	# Through the page cache, the program's first reads stay cached: the
+	# default chunk (FUSE reads at most 128 KiB per request there).
+	slowfs_umount "$MNT"
+	mount_or_skip --delay-us=200
+	run -0 check_three_modes md5sum "$MNT/data"
+	echo "$output"
+	assert_engaged
+	[ "$(stat_sum streams_uncached)" -eq 0 ]
+}
