@@ -39,6 +39,8 @@ vg() {
 	if [ "$tool" = memcheck ]; then
 		opts+=(--leak-check=full --errors-for-leak-kinds=definite
 			--show-leak-kinds=definite)
+	else
+		opts+=(--suppressions="$BATS_TEST_DIRNAME/helgrind.supp")
 	fi
 	env LD_PRELOAD="$PREFETCH_LIB" PREFETCH_STATS="$STATS" PREFETCH_THREADS=2 \
 		valgrind "${opts[@]}" "$@"
