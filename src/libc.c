@@ -1,10 +1,10 @@
 #include "config.h"
 
 #include <dlfcn.h>
-#include <link.h>
-#include <stdint.h>
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>

@@ -74,10 +74,9 @@
  * docs/benchmarks.md): slowfs 5 ms 11.2 s without the library, 5.7 s with
  * the previous design, 2.4 s with this one (read() with 8 threads and no
  * library: 2.4 s); with direct_io 11.2 / 5.7 / 2.5 s (read(): 2.7 s).
- * Placing the pagemap
- * descriptor at 512 grew the descriptor table, which in a process with
- * threads waits for an RCU grace period: 8-10 ms; it now goes just below
- * the table's current size.
+ * Placing the pagemap descriptor at 512 grew the descriptor table, which
+ * in a process with threads waits for an RCU grace period: 8-10 ms; it now
+ * goes just below the table's current size.
  *
  * A mapping whose data is in the page cache when it is made, by a sample
  * of its pages (cached_when_mapped), is left alone: no shadow, pagemap or
