@@ -581,8 +581,11 @@ static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 		slot->state = PF_FD_IGNORED;
 		return NULL;
 	}
+	/* Doubled only where the doubled window fits the memory cap: a small
+	 * PREFETCH_MAX_MEMORY keeps chunks that it can hold. */
 	unsigned scale = 1;
-	if (bypasses_page_cache(fd, pos)) {
+	if (cfg->window * PF_UNCACHED_SCALE <= cfg->max_memory &&
+	    cfg->chunk * PF_UNCACHED_SCALE <= PF_CHUNK_MAX && bypasses_page_cache(fd, pos)) {
 		scale = PF_UNCACHED_SCALE;
 		PF_STAT_ADD(streams_uncached, 1);
 	}

@@ -31,8 +31,7 @@ teardown() {
 # mmap_same_in_three_modes CMD...: plain, disabled, and enabled with
 # PREFETCH_MMAP=1, each on cold files; identical stdout and exit status.
 mmap_same_in_three_modes() {
-	rm -f "$STATS"
-	PREFETCH_MMAP=1 compare_modes cold_plain cold_disabled cold_prefetch "$@"
+	PREFETCH_MMAP=1 check_cold_three_modes "$@"
 }
 
 assert_mmap_engaged() {

@@ -201,6 +201,15 @@ slowfs_counter() {
 	# The storage's own count: the workers asked for 512 KiB at a time.
 	[ "$(slowfs_counter max_request)" -eq $((2 * 262144)) ]
 
+	# Not when the doubled window would not fit the memory cap.
+	slowfs_umount "$MNT"
+	mount_or_skip --direct-io --delay-us=200
+	PREFETCH_MAX_MEMORY=8M run -0 check_three_modes md5sum "$MNT/data"
+	echo "$output"
+	assert_engaged
+	[ "$(stat_sum streams_uncached)" -eq 0 ]
+	[ "$(slowfs_counter max_request)" -eq 262144 ]
+
 	# Through the page cache, the program's first reads stay cached: the
 	# default chunk (FUSE reads at most 128 KiB per request there).
 	slowfs_umount "$MNT"
