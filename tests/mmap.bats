@@ -4,6 +4,8 @@
 # unmapping while the thread reads ahead must be safe; the memory cap holds;
 # writable mappings and advice are respected.
 
+bats_require_minimum_version 1.5.0
+
 load test_helper
 
 SCAN="$HELPERS/mmap_scan"
@@ -17,7 +19,7 @@ SCAN="$HELPERS/mmap_scan"
 WORK=--work-ns=10000
 
 setup() {
-	unset PREFETCH_MMAP
+	unset PREFETCH_MMAP D
 	STATS="$BATS_TEST_TMPDIR/stats"
 	MNT=
 	cd "$BATS_TEST_TMPDIR" || return 1
@@ -26,6 +28,7 @@ setup() {
 
 teardown() {
 	[ -z "$MNT" ] || slowfs_umount "$MNT"
+	[ -z "${D:-}" ] || rm -rf "$D"
 }
 
 # mmap_same_in_three_modes CMD...: plain, disabled, and enabled with
@@ -187,6 +190,48 @@ assert_mmap_not_engaged() {
 	[ "$(stat_sum mmap_mappings_cached)" -eq 1 ]
 	assert_mmap_not_engaged
 	cmp out.cold out.warm
+}
+
+# mincore() tells page-cache residency only to a file's owner (or root, or
+# who may write it); the library asks the page cache itself (preadv2 with
+# RWF_NOWAIT), so a cached file of another user is recognised as well.
+@test "mmap: a cached file of another user is left alone too" {
+	need_root
+	command -v setpriv > /dev/null || skip "setpriv missing (util-linux)"
+	getent passwd nobody > /dev/null && getent group nogroup > /dev/null || skip "no user nobody"
+	! sanitized || skip "sanitized build: the runtime's reports cannot follow a process run as nobody"
+	# bats' directories are private to root: one nobody can read.
+	D=$(mktemp -d "${BATS_RUN_TMPDIR%/*}/pf-mmap.XXXXXX")
+	chmod 0755 "$D"
+	cp "$PREFETCH_LIB" "$D/libprefetch.so"
+	cp "$SCAN" "$D/"
+	chmod 0644 "$D/libprefetch.so"
+	mkdir "$D/out"
+	chown nobody:nogroup "$D/out"
+	STATS=$D/out/stats
+	make_cold_file "$D/a" 24000000
+	chmod 0644 "$D/a"
+	scan_as_nobody() {
+		setpriv --reuid=nobody --regid=nogroup --clear-groups env LD_PRELOAD="$D/libprefetch.so" \
+			PREFETCH_MMAP=1 PREFETCH_STATS="$STATS" "$D/mmap_scan" --mode=mmap $WORK "$D/a"
+	}
+	setpriv --reuid=nobody --regid=nogroup --clear-groups test -r "$D/a" ||
+		skip "$D cannot be reached by user nobody"
+	# Control, cold: watched and read ahead.
+	evict_cold_files
+	run -0 scan_as_nobody
+	echo "cold: $output; stats: $(cat "$STATS")"
+	[ "$(stat_sum mmap_mappings_cached)" -eq 0 ]
+	assert_mmap_read_ahead
+	cold=$output
+	# Warm: left alone.
+	cat "$D/a" > /dev/null
+	rm -f "$STATS"
+	run -0 scan_as_nobody
+	echo "warm: $output; stats: $(cat "$STATS")"
+	[ "${output#*checksum}" = "${cold#*checksum}" ]
+	[ "$(stat_sum mmap_mappings_cached)" -eq 1 ]
+	assert_mmap_not_engaged
 }
 
 # scan_threads [VAR=VALUE...]: sets max to the most threads that the scan of
