@@ -1,4 +1,4 @@
-/* Prefetching behind mmap (PREFETCH_MMAP=1).
+/* Prefetching behind mmap (PREFETCH_MMAP, on by default).
  *
  * A program that reads a file through a mapping blocks in page faults; the
  * kernel reads a little around each miss, one miss at a time. Here a few

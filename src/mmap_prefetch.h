@@ -1,4 +1,4 @@
-/* Prefetching behind mmap (PREFETCH_MMAP=1): the blocking IO of page faults,
+/* Prefetching behind mmap (PREFETCH_MMAP): the blocking IO of page faults,
  * which no read() hook can see.
  *
  * mmap hooks register read-only mappings of regular files; lazily started

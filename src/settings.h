@@ -25,7 +25,7 @@
 #define PF_MIN_SEQUENTIAL_DEFAULT 3
 #define PF_MIN_SEQUENTIAL_MIN  1
 #define PF_MIN_SEQUENTIAL_MAX  1000
-#define PF_MMAP_DEFAULT        false
+#define PF_MMAP_DEFAULT        true
 
 struct pf_settings {
 	bool disabled;             /* PREFETCH_DISABLE: loaded, but pure pass-through */

@@ -70,9 +70,12 @@ assert_mmap_not_engaged() {
 	done
 }
 
-@test "mmap: PREFETCH_MMAP is off by default" {
+@test "mmap: on by default, PREFETCH_MMAP=0 turns it off" {
 	make_cold_file a 24000000
 	cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
+	assert_mmap_read_ahead
+	rm -f "$STATS"
+	PREFETCH_MMAP=0 cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
 	assert_mmap_not_engaged
 }
 
