@@ -199,10 +199,7 @@ assert_mmap_not_engaged() {
 # who may write it); the library asks the page cache itself (preadv2 with
 # RWF_NOWAIT), so a cached file of another user is recognised as well.
 @test "mmap: a cached file of another user is left alone too" {
-	need_root
-	command -v setpriv > /dev/null || skip "setpriv missing (util-linux)"
-	getent passwd nobody > /dev/null && getent group nogroup > /dev/null || skip "no user nobody"
-	! sanitized || skip "sanitized build: the runtime's reports cannot follow a process run as nobody"
+	need_nobody
 	# bats' directories are private to root: one nobody can read.
 	D=$(mktemp -d "${BATS_RUN_TMPDIR%/*}/pf-mmap.XXXXXX")
 	chmod 0755 "$D"
@@ -215,11 +212,10 @@ assert_mmap_not_engaged() {
 	make_cold_file "$D/a" 24000000
 	chmod 0644 "$D/a"
 	scan_as_nobody() {
-		setpriv --reuid=nobody --regid=nogroup --clear-groups env LD_PRELOAD="$D/libprefetch.so" \
-			PREFETCH_MMAP=1 PREFETCH_STATS="$STATS" "$D/mmap_scan" --mode=mmap $WORK "$D/a"
+		as_nobody env LD_PRELOAD="$D/libprefetch.so" PREFETCH_STATS="$STATS" \
+			"$D/mmap_scan" --mode=mmap $WORK "$D/a"
 	}
-	setpriv --reuid=nobody --regid=nogroup --clear-groups test -r "$D/a" ||
-		skip "$D cannot be reached by user nobody"
+	as_nobody test -r "$D/a" || skip "$D cannot be reached by user nobody"
 	# Control, cold: watched and read ahead.
 	evict_cold_files
 	run -0 scan_as_nobody

@@ -19,13 +19,7 @@ setup() {
 		echo "library not built: $PREFETCH_LIB" >&2
 		return 1
 	}
-	need_root
-	command -v setpriv > /dev/null || skip "setpriv missing (util-linux)"
-	getent passwd nobody > /dev/null || skip "no user nobody"
-	getent group nogroup > /dev/null || skip "no group nogroup"
-	# A sanitizer runtime in a process run as nobody could not write its
-	# reports to the test's log directory (private to root).
-	! sanitized || skip "sanitized build: the runtime's reports cannot follow a process run as nobody"
+	need_nobody
 	cd "$BATS_TEST_TMPDIR" || return 1
 	# bats' own temporary directories are private to root: a world-readable
 	# one next to them, under the same TMPDIR.
@@ -46,12 +40,6 @@ setup() {
 
 teardown() {
 	[ -z "${D:-}" ] || rm -rf "$D"
-}
-
-# as_nobody CMD...: CMD as user nobody, group nogroup, no other groups; the
-# environment is kept.
-as_nobody() {
-	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
 }
 
 # The settings that make the library prefetch a freshly written file on a

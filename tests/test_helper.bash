@@ -231,6 +231,23 @@ need_root() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root"
 }
 
+# need_nobody: skip unless this root can run programs as the user nobody
+# (as_nobody). A sanitizer runtime in a process run as nobody could not write
+# its reports to the test's log directory (private to root).
+need_nobody() {
+	need_root
+	command -v setpriv > /dev/null || skip "setpriv missing (util-linux)"
+	getent passwd nobody > /dev/null || skip "no user nobody"
+	getent group nogroup > /dev/null || skip "no group nogroup"
+	! sanitized || skip "sanitized build: the runtime's reports cannot follow a process run as nobody"
+}
+
+# as_nobody CMD...: CMD as user nobody, group nogroup, no other groups; the
+# environment is kept.
+as_nobody() {
+	setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
+}
+
 # need_strace: skip unless strace is installed and may trace here. Sanitized
 # builds: LeakSanitizer cannot run under ptrace, so no leak check.
 need_strace() {
