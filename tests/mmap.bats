@@ -12,7 +12,9 @@ SCAN="$HELPERS/mmap_scan"
 
 # A mapping found in the page cache when it is made is left alone, so the
 # test files are cold: written once, then dropped from the page cache
-# before every run (cold_*). The local disk is fast, so the scan is slowed
+# before every run (cold_*). Mappings of files on a local disk are left to
+# the kernel unless PREFETCH_BLOCK_DEVICES=1, which test_helper sets for
+# every test. The local disk is fast, so the scan is slowed
 # down a little (--work-ns per 4 KiB page) to give the workers time to see
 # it advance and read ahead of it (mmap_bytes_populated). The tests on
 # slowfs (at the end) have FUSE requests in flight.
@@ -77,6 +79,20 @@ assert_mmap_not_engaged() {
 	rm -f "$STATS"
 	PREFETCH_MMAP=0 cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
 	assert_mmap_not_engaged
+}
+
+@test "mmap: local block devices: left to the kernel by default, prefetched with PREFETCH_BLOCK_DEVICES=1" {
+	make_cold_file a 24000000
+	dev=$(stat -c '%D' a)
+	[ $((0x$dev >> 8)) -ne 0 ] || skip "the test directory is not on a block device"
+	PREFETCH_BLOCK_DEVICES=0 cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
+	assert_mmap_not_engaged
+	[ "$(stat_sum block_device_skips)" -eq 1 ]
+	rm -f "$STATS"
+	# test_helper sets PREFETCH_BLOCK_DEVICES=1 for every test.
+	cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
+	assert_mmap_read_ahead
+	[ "$(stat_sum block_device_skips)" -eq 0 ]
 }
 
 @test "mmap: several mappings scanned by several threads" {
