@@ -219,3 +219,28 @@ slowfs_counter() {
 	assert_engaged
 	[ "$(stat_sum streams_uncached)" -eq 0 ]
 }
+
+# FUSE refuses RWF_NOWAIT, the library's usual test for cached data; there
+# cachestat(2) tells (as root or the file's owner), and a cached file is
+# read straight from the page cache: no copy through the workers.
+@test "libprefetch: a file in FUSE's page cache is read straight from it" {
+	need_library
+	printf '%s\n' 6.5 "$(uname -r | cut -d- -f1)" | sort -V -C ||
+		skip "Linux $(uname -r) has no cachestat"
+	make_file "$SRC/cached" 8388608
+	make_file "$SRC/cold" 8388608
+	mount_or_skip --keep-cache --delay-us=200
+	cat "$MNT/cached" > /dev/null
+	# Control: a cold file on the same mount is prefetched (read once: the
+	# mount keeps what it read).
+	PREFETCH_SKIP_CACHED=1 run -0 with_prefetch md5sum "$MNT/cold"
+	echo "$output"
+	[ "${output%% *}" = "$(md5sum < "$SRC/cold" | cut -d' ' -f1)" ]
+	assert_engaged
+	rm -f "$STATS"
+	PREFETCH_SKIP_CACHED=1 run -0 check_three_modes md5sum "$MNT/cached"
+	echo "$output; stats: $(cat "$STATS")"
+	[ "$(stat_sum cached_skips)" -gt 0 ]
+	[ "$(stat_sum bytes_served)" -eq 0 ]
+	[ "$(stat_sum worker_reads)" -eq 0 ]
+}
