@@ -496,11 +496,12 @@ static bool is_candidate(int fd)
 	return true;
 }
 
-/* True when the byte at off is in the page cache. A 1-byte read with
- * RWF_NOWAIT succeeds only from the page cache; FUSE refuses RWF_NOWAIT
- * (EOPNOTSUPP), and there cachestat() of the page answers, where the kernel
- * lets this process (the file's owner or writers). */
-static bool byte_cached(int fd, off64_t off)
+/* Asked of the page cache itself, without the process's mmap_lock that
+ * mincore() takes: a 1-byte read with RWF_NOWAIT succeeds only from the
+ * page cache, for any reader. FUSE refuses RWF_NOWAIT (EOPNOTSUPP); there
+ * cachestat() of the page answers (Linux 6.5), but only the file's owner,
+ * root or its writers (EPERM otherwise): -1. */
+int pf_byte_cached(int fd, off64_t off)
 {
 	char probe;
 	struct iovec iov = { &probe, 1 };
@@ -508,7 +509,9 @@ static bool byte_cached(int fd, off64_t off)
 	if (r >= 0 || errno == EAGAIN)
 		return r == 1;
 	uint64_t pages;
-	return pf_cachestat(fd, (uint64_t)off, 1, &pages) == 0 && pages > 0;
+	if (pf_cachestat(fd, (uint64_t)off, 1, &pages) != 0)
+		return -1;
+	return pages > 0;
 }
 
 /* True when both ends of [from, to) are in the page cache: a read there
@@ -518,7 +521,7 @@ static bool byte_cached(int fd, off64_t off)
  * long with 1 thread and 3.4x with 8 (a second copy of every byte). */
 static bool range_cached(int fd, off64_t from, off64_t to)
 {
-	return byte_cached(fd, from) && byte_cached(fd, to - 1);
+	return pf_byte_cached(fd, from) == 1 && pf_byte_cached(fd, to - 1) == 1;
 }
 
 /* True when the program's reads so far, [0, upto), left nothing in the page

@@ -124,7 +124,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/uio.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -315,28 +314,19 @@ static bool on_pseudo_filesystem(int fd)
 }
 
 /* One page of the file, at off in it and at addr in the program's mapping,
- * is in the page cache. Asked of the page cache itself where the kernel
- * allows, without the process's mmap_lock, which mincore() takes and which
- * threads mapping and faulting at once contend on (about 12 us a mincore
- * in a warm 8-thread scan, against 1.5 us alone; on slowfs with the data
- * cached, 8 threads, 150 alternated runs: +1.9% with cachestat, +4.1%
- * with mincore, +2.6% with PREFETCH_MMAP=0):
- *   - a 1-byte preadv2(RWF_NOWAIT), which succeeds only from the page
- *     cache, for any reader; refused (EOPNOTSUPP) by FUSE, for one;
- *   - else cachestat() (Linux 6.5), which may be refused to whoever could
- *     not write the file;
- *   - else mincore(), which since Linux 5.2 tells the truth only to the
- *     file's owner or writers (truthful: owner or root). */
+ * is in the page cache. Asked of the page cache itself (pf_byte_cached)
+ * where the kernel tells, without the process's mmap_lock, which mincore()
+ * takes and which threads mapping and faulting at once contend on (about
+ * 12 us a mincore in a warm 8-thread scan, against 1.5 us alone; on slowfs
+ * with the data cached, 8 threads, 150 alternated runs: +1.9% with
+ * cachestat, +4.1% with mincore, +2.6% with PREFETCH_MMAP=0). Else
+ * mincore(), which since Linux 5.2 tells the truth only to the file's owner
+ * or writers (truthful: owner or root). */
 static bool page_cached(int fd, off64_t off, void *addr, bool truthful)
 {
-	char byte;
-	struct iovec iov = { &byte, 1 };
-	ssize_t got = pf_libc.preadv2 ? pf_libc.preadv2(fd, &iov, 1, off, RWF_NOWAIT) : -1;
-	if (got >= 0 || errno == EAGAIN)
-		return got == 1;
-	uint64_t pages;
-	if (pf_cachestat(fd, (uint64_t)off, page_size, &pages) == 0)
-		return pages > 0;
+	int cached = pf_byte_cached(fd, off);
+	if (cached >= 0)
+		return cached;
 	unsigned char vec;
 	return truthful && mincore(addr, page_size, &vec) == 0 && (vec & 1);
 }
