@@ -545,7 +545,7 @@ static bool bypasses_page_cache(int fd, off64_t upto)
  * kernel's own readahead already overlaps the IO with the program and a
  * second copy through our buffers would only cost. Network, FUSE and other
  * device-less filesystems have major 0. */
-static bool excluded_file(const struct stat *st)
+bool pf_excluded_file(const struct stat *st)
 {
 	if (!S_ISREG(st->st_mode))
 		return true;
@@ -564,7 +564,7 @@ static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	const struct pf_settings *cfg = pf_settings();
 	slot->seq_reads = 0; /* if nothing comes of it, look again after a run of reads */
 	struct stat st;
-	if (fstat(fd, &st) != 0 || excluded_file(&st)) {
+	if (fstat(fd, &st) != 0 || pf_excluded_file(&st)) {
 		slot->state = PF_FD_IGNORED;
 		return NULL;
 	}
@@ -855,7 +855,7 @@ static bool never_prefetched(struct pf_fd *slot, int fd)
 		return false;
 	slot->flags |= PF_FDF_LOOKED_AT;
 	struct stat st;
-	return fstat(fd, &st) != 0 || excluded_file(&st);
+	return fstat(fd, &st) != 0 || pf_excluded_file(&st);
 }
 
 /* A read of a descriptor without a stream: pass it through, and count

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 /* One read request: an iovec list, and either an explicit offset (pread
@@ -56,6 +57,11 @@ void pf_fd_flags_changed(int fd, int flags);
 /* Filesystems whose files are not data on storage (proc, sysfs, cgroup,
  * hugetlbfs, ...): never prefetched. */
 bool pf_pseudo_filesystem(long type);
+
+/* Files whose reads and mappings are never prefetched: anything but a
+ * regular file, and (unless PREFETCH_BLOCK_DEVICES=1) files on a local
+ * block device, counted in block_device_skips. */
+bool pf_excluded_file(const struct stat *st);
 
 /* Whether the byte at off of the file is in the page cache: 1 or 0, or -1
  * when the kernel will not tell this process (see engine.c). */

@@ -123,7 +123,6 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -292,12 +291,8 @@ static void init_once_fn(void)
 static size_t file_extent(int fd, off64_t off, size_t len, bool *truthful)
 {
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= off)
+	if (fstat(fd, &st) != 0 || pf_excluded_file(&st) || st.st_size <= off)
 		return 0;
-	if (!pf_settings()->block_devices && major(st.st_dev) != 0) {
-		PF_STAT_ADD(block_device_skips, 1);
-		return 0;
-	}
 	uid_t euid = geteuid();
 	*truthful = euid == 0 || st.st_uid == euid;
 	uint64_t data = (uint64_t)(st.st_size - off);
