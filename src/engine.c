@@ -503,11 +503,13 @@ static bool is_candidate(int fd)
  * root or its writers (EPERM otherwise): -1. */
 int pf_byte_cached(int fd, off64_t off)
 {
-	char probe;
-	struct iovec iov = { &probe, 1 };
-	ssize_t r = pf_libc.preadv2 ? pf_libc.preadv2(fd, &iov, 1, off, RWF_NOWAIT) : -1;
-	if (r >= 0 || errno == EAGAIN)
-		return r == 1;
+	if (pf_libc.preadv2) {
+		char probe;
+		struct iovec iov = { &probe, 1 };
+		ssize_t r = pf_libc.preadv2(fd, &iov, 1, off, RWF_NOWAIT);
+		if (r >= 0 || errno == EAGAIN)
+			return r == 1;
+	}
 	uint64_t pages;
 	if (pf_cachestat(fd, (uint64_t)off, 1, &pages) != 0)
 		return -1;
