@@ -18,6 +18,7 @@
 #include "fdtable.h"
 #include "libc.h"
 #include "log.h"
+#include "pagecache.h"
 #include "settings.h"
 #include "stats.h"
 
@@ -35,6 +36,19 @@ __thread int pf_in_library __attribute__((tls_model("initial-exec")));
 #define PF_WORKER_STACK ((size_t)256 * 1024)
 /* Preads outside the window in a row before a stream is given up. */
 #define PF_MAX_MISSES 16u
+/* A new stream keeps two reads in flight for its first PF_PROBE_CHUNKS
+ * chunks: enough to see whether the storage serves two at once (then it
+ * goes wide) or one after the other, as object-store clients that serve a
+ * handle as one sequential stream do (then it reads in order, one at a
+ * time: each out-of-order read there costs a wait and a new request). */
+#define PF_PROBE_CHUNKS 6u
+/* Two reads in flight must deliver this much more than one to go wide. */
+#define PF_PROBE_GAIN 1.4
+/* Filesystems whose mode is remembered, so later streams skip the probe. */
+#define PF_LEARNED_DEVS 16u
+/* Longest time data read ahead is served without the server confirming the
+ * file unchanged (past the client's attribute cache). */
+#define PF_MAX_STALE_NS ((uint64_t)1000000000)
 
 /* --- streams -------------------------------------------------------------------- */
 
@@ -57,11 +71,20 @@ static unsigned fair_depth(const struct pf_settings *cfg, size_t chunk)
 
 enum chunk_state { CHUNK_FREE, CHUNK_QUEUED, CHUNK_READING, CHUNK_DONE };
 
+/* How many reads of a stream may be in flight, and so in what order they
+ * reach the storage. */
+enum stream_mode {
+	MODE_PROBING,  /* two: measuring what the storage rewards */
+	MODE_PARALLEL, /* as many as there are workers */
+	MODE_ORDERED,  /* one, in file order: a sequential stream per handle */
+};
+
 struct pf_chunk {
 	off64_t off;     /* file offset of buf[0] */
 	size_t len;      /* bytes valid once DONE */
 	size_t used;     /* bytes of it handed to the program */
 	int err;         /* errno that ended the chunk at off+len, 0 if none */
+	uint64_t fetch_ns; /* how long its reads took */
 	uint8_t state;   /* enum chunk_state */
 	bool stale;      /* READING but no longer in the window: free when done */
 	char *buf;       /* chunk_size bytes, allocated on first use */
@@ -87,10 +110,18 @@ struct pf_stream {
 	off64_t pos;              /* where the reader is expected next */
 	off64_t next_off;         /* end of the window: the next chunk to schedule */
 	off64_t eof_hint;         /* nothing is scheduled at or past this */
-	off64_t origin;           /* where prefetching started */
 	struct stat version;      /* size and times of the file when fetched */
+	uint64_t validated_ns;    /* when the server last confirmed version */
 	uint64_t served;          /* bytes handed to the program */
+	bool from_start;          /* the reader started at offset 0: a whole-file reader at EOF */
 	bool speculative;         /* started at open, before any read */
+	bool shrunk;              /* a read ahead ended short of version's size */
+	bool failed;              /* a read ahead failed: fetch nothing more */
+	uint8_t mode;             /* enum stream_mode */
+	unsigned max_inflight;    /* reads in flight the mode allows */
+	unsigned probed;          /* chunks measured while probing */
+	uint64_t fastest_ns;      /* quickest of them */
+	uint64_t probe_start;     /* when the first of them was claimed */
 	unsigned *win;            /* nwin slot indices, file order */
 	struct pf_chunk chunks[]; /* nslots */
 };
@@ -133,6 +164,8 @@ static void stream_unref_locked(struct pf_stream *s)
 		stream_free(s);
 }
 
+static void mode_start(struct pf_stream *s);
+
 static struct pf_stream *stream_new(int fd, off64_t pos, const struct stat *version,
 				    const struct pf_settings *cfg, unsigned scale)
 {
@@ -162,10 +195,11 @@ static struct pf_stream *stream_new(int fd, off64_t pos, const struct stat *vers
 	s->next_off = pos;
 	s->eof_hint = version->st_size;
 	s->version = *version;
-	s->origin = pos;
+	s->validated_ns = pf_now_ns();
 	s->win = (unsigned *)&s->chunks[nslots];
 
 	pthread_mutex_lock(&pool.lock);
+	mode_start(s);
 	s->all_next = pool.all;
 	if (pool.all)
 		pool.all->all_prev = s;
@@ -213,7 +247,7 @@ static void stream_fill(struct pf_stream *s)
 	if (limit > s->depth)
 		limit = s->depth;
 	bool queued = false;
-	while (!s->closing && s->nwin < limit && s->next_off < s->eof_hint) {
+	while (!s->closing && !s->failed && s->nwin < limit && s->next_off < s->eof_hint) {
 		int idx = free_slot(s);
 		if (idx < 0)
 			break;
@@ -306,6 +340,7 @@ static void chunk_fetch(int fd, struct pf_chunk *c, size_t size)
 {
 	size_t got = 0;
 	int err = 0;
+	uint64_t t0 = pf_now_ns();
 	while (got < size) {
 		ssize_t r = pf_libc.pread64(fd, c->buf + got, size - got, c->off + (off64_t)got);
 		PF_STAT_ADD(worker_reads, 1);
@@ -319,7 +354,110 @@ static void chunk_fetch(int fd, struct pf_chunk *c, size_t size)
 	}
 	c->len = got;
 	c->err = err;
+	c->fetch_ns = pf_now_ns() - t0;
 	PF_STAT_ADD(bytes_fetched, got);
+}
+
+/* What a chunk's end says of the file (s->lock held). An error: the storage
+ * failed, and reads ahead would only meet it again (a dead server answers
+ * them with another errno than the program's own read got). A short read
+ * before the size the file had: it shrank, and what was read ahead past
+ * its new end must never be served, whatever the cached attributes say. */
+static void note_chunk_end(struct pf_stream *s, const struct pf_chunk *c)
+{
+	off64_t end = c->off + (off64_t)c->len;
+	if (c->err) {
+		s->failed = true;
+		s->eof_hint = c->off;
+	} else if (c->len < s->chunk_size) {
+		if (end < s->version.st_size)
+			s->shrunk = true;
+		if (end < s->eof_hint)
+			s->eof_hint = end;
+	}
+}
+
+/* --- what the storage rewards ---------------------------------------------------- */
+
+static struct pf_chunk *first_queued(struct pf_stream *s)
+{
+	for (unsigned i = 0; i < s->nwin; i++)
+		if (win_chunk(s, i)->state == CHUNK_QUEUED)
+			return win_chunk(s, i);
+	return NULL;
+}
+
+
+/* The mode learned per filesystem (st_dev), under pool.lock. */
+static struct {
+	dev_t dev;
+	uint8_t mode;
+} learned[PF_LEARNED_DEVS];
+static unsigned nlearned;
+
+static void mode_set(struct pf_stream *s, enum stream_mode mode)
+{
+	s->mode = (uint8_t)mode;
+	s->max_inflight = mode == MODE_PROBING ? 2 : mode == MODE_ORDERED ? 1 : UINT_MAX;
+}
+
+/* A new stream starts in the mode its filesystem was found to reward, or
+ * probes (pool.lock held). */
+static void mode_start(struct pf_stream *s)
+{
+	mode_set(s, MODE_PROBING);
+	for (unsigned i = 0; i < nlearned; i++)
+		if (learned[i].dev == s->version.st_dev)
+			mode_set(s, (enum stream_mode)learned[i].mode);
+	if (s->mode == MODE_ORDERED)
+		PF_STAT_ADD(streams_ordered, 1);
+}
+
+static void mode_learn(dev_t dev, enum stream_mode mode)
+{
+	pthread_mutex_lock(&pool.lock);
+	unsigned i = 0;
+	while (i < nlearned && learned[i].dev != dev)
+		i++;
+	if (i == nlearned && nlearned < PF_LEARNED_DEVS)
+		nlearned++;
+	if (i < nlearned) {
+		learned[i].dev = dev;
+		learned[i].mode = (uint8_t)mode;
+	}
+	pthread_mutex_unlock(&pool.lock);
+}
+
+/* A chunk read while probing (s->lock held). After PF_PROBE_CHUNKS, the
+ * gain of two reads in flight over one: the chunks read since the first
+ * was claimed, against one chunk per fastest read. Near 1 when the storage
+ * served them one after the other, near 2 when at once. */
+static void probe_note(struct pf_stream *s, const struct pf_chunk *c)
+{
+	if (c->len != s->chunk_size || c->err)
+		return; /* the end of the file is no measure */
+	if (!s->fastest_ns || c->fetch_ns < s->fastest_ns)
+		s->fastest_ns = c->fetch_ns;
+	if (++s->probed < PF_PROBE_CHUNKS)
+		return;
+	uint64_t elapsed = pf_now_ns() - s->probe_start;
+	double gain = (double)s->probed * (double)s->fastest_ns / (double)(elapsed ? elapsed : 1);
+	enum stream_mode mode = gain >= PF_PROBE_GAIN ? MODE_PARALLEL : MODE_ORDERED;
+	mode_set(s, mode);
+	if (mode == MODE_ORDERED)
+		PF_STAT_ADD(streams_ordered, 1);
+	PF_LOG(PF_LOG_INFO, "fd %d: two reads in flight gave %.2fx one (%u chunks in %llu us, fastest %llu us): %s", s->fd, gain, s->probed, (unsigned long long)elapsed / 1000, (unsigned long long)s->fastest_ns / 1000,
+	       mode == MODE_ORDERED ? "reading in order, one at a time" : "reading in parallel");
+	mode_learn(s->version.st_dev, mode);
+}
+
+/* The next chunk a worker may read: the first queued one, if the mode
+ * allows one more read in flight (s->lock held). */
+static struct pf_chunk *next_claimable(struct pf_stream *s)
+{
+	if (s->closing || s->failed || s->inflight >= s->max_inflight)
+		return NULL;
+	return first_queued(s);
 }
 
 /* Records a finished chunk (s->lock held). */
@@ -332,9 +470,12 @@ static void chunk_finished(struct pf_stream *s, struct pf_chunk *c)
 		chunk_free(s, c);
 	} else {
 		c->state = CHUNK_DONE;
-		if (c->err == 0 && c->len < s->chunk_size && c->off + (off64_t)c->len < s->eof_hint)
-			s->eof_hint = c->off + (off64_t)c->len;
+		note_chunk_end(s, c);
+		if (s->mode == MODE_PROBING)
+			probe_note(s, c);
 	}
+	if (next_claimable(s))
+		runq_push(s); /* workers that found the mode's limit reached left it */
 	pthread_cond_broadcast(&s->changed);
 }
 
@@ -342,6 +483,8 @@ static void chunk_claim(struct pf_stream *s, struct pf_chunk *c)
 {
 	c->state = CHUNK_READING;
 	s->inflight++;
+	if (s->mode == MODE_PROBING && !s->probe_start)
+		s->probe_start = pf_now_ns();
 }
 
 /* Reads a claimed chunk on the calling thread (s->lock held, dropped while
@@ -353,14 +496,6 @@ static void chunk_read_now(struct pf_stream *s, struct pf_chunk *c)
 	chunk_fetch(s->fd, c, s->chunk_size);
 	pthread_mutex_lock(&s->lock);
 	chunk_finished(s, c);
-}
-
-static struct pf_chunk *first_queued(struct pf_stream *s)
-{
-	for (unsigned i = 0; i < s->nwin; i++)
-		if (win_chunk(s, i)->state == CHUNK_QUEUED)
-			return win_chunk(s, i);
-	return NULL;
 }
 
 static void *worker_main(void *unused)
@@ -380,13 +515,13 @@ static void *worker_main(void *unused)
 
 		/* The run queue's reference to s is now this worker's. */
 		pthread_mutex_lock(&s->lock);
-		struct pf_chunk *c = s->closing ? NULL : first_queued(s);
+		struct pf_chunk *c = next_claimable(s);
 		if (c) {
 			/* Others of this stream's chunks go back in line behind
 			 * other streams: several reads in flight per stream,
 			 * and no stream starves the rest. */
 			chunk_claim(s, c);
-			if (first_queued(s))
+			if (next_claimable(s))
 				runq_push(s);
 			chunk_read_now(s, c);
 		}
@@ -496,31 +631,9 @@ static bool is_candidate(int fd)
 	return true;
 }
 
-/* Asked of the page cache itself, without the process's mmap_lock that
- * mincore() takes: a 1-byte read with RWF_NOWAIT succeeds only from the
- * page cache, for any reader. FUSE refuses RWF_NOWAIT (EOPNOTSUPP); there
- * cachestat() of the page answers (Linux 6.5), but only the file's owner,
- * root or its writers (EPERM otherwise): -1. */
-int pf_byte_cached(int fd, off64_t off)
-{
-	if (pf_libc.preadv2) {
-		char probe;
-		struct iovec iov = { &probe, 1 };
-		ssize_t r = pf_libc.preadv2(fd, &iov, 1, off, RWF_NOWAIT);
-		if (r >= 0 || errno == EAGAIN)
-			return r == 1;
-	}
-	uint64_t pages;
-	if (pf_cachestat(fd, (uint64_t)off, 1, &pages) != 0)
-		return -1;
-	return pages > 0;
-}
-
 /* True when both ends of [from, to) are in the page cache: a read there
- * costs a copy, and a thread hop would only add to it. Without the
- * cachestat() answer, a cached FUSE file went through the workers: 8 files
- * of 64 MiB read whole by 128 KiB read()s on slowfs --keep-cache took 2x as
- * long with 1 thread and 3.4x with 8 (a second copy of every byte). */
+ * costs a copy, and a thread hop would only add to it (a second copy of
+ * every byte: docs/benchmarks-engine.md). */
 static bool range_cached(int fd, off64_t from, off64_t to)
 {
 	return pf_byte_cached(fd, from) == 1 && pf_byte_cached(fd, to - 1) == 1;
@@ -528,17 +641,13 @@ static bool range_cached(int fd, off64_t from, off64_t to)
 
 /* True when the program's reads so far, [0, upto), left nothing in the page
  * cache: the file's reads bypass it (a FUSE direct_io file, say). There each
- * request is a round trip whatever its size, and nothing caches what the
- * workers read, so larger requests pay: on slowfs at 5 ms with direct_io,
- * 256 MiB, alternated runs without and with this doubling: cat 0.370 and
- * 0.208 s, md5sum 0.468 and 0.459 s (warm: 0.411 s). Through the page
- * cache 512 KiB chunks cost md5sum 0.727 s against 0.550 s, and cat 0.222
- * against 0.192 s, so there the defaults stay. False when it cannot tell
- * (Linux < 6.5: no cachestat). */
+ * request is a round trip whatever its size, so larger requests pay; through
+ * the page cache they cost (docs/benchmarks-engine.md). False when the
+ * kernel will not tell. */
 static bool bypasses_page_cache(int fd, off64_t upto)
 {
 	uint64_t pages;
-	return upto > 0 && pf_cachestat(fd, 0, (uint64_t)upto, &pages) == 0 && pages == 0;
+	return upto > 0 && pf_pages_cached(fd, 0, (uint64_t)upto, &pages) == 0 && pages == 0;
 }
 
 /* Files whose reads are never prefetched: anything but a regular file, and
@@ -611,6 +720,7 @@ static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 		PF_LOG(PF_LOG_WARN, "fd %d: out of memory for a stream; passing through", fd);
 		return NULL;
 	}
+	s->from_start = slot->flags & PF_FDF_FROM_START;
 	slot->stream = s;
 	slot->state = PF_FD_STREAMING;
 	__atomic_add_fetch(&live_streams, 1, __ATOMIC_RELAXED);
@@ -715,7 +825,7 @@ static enum serve_end serve_from_window(struct pf_stream *s, off64_t start, size
 		if (c->state == CHUNK_QUEUED || c->state == CHUNK_READING) {
 			if (!wait_from)
 				wait_from = pf_now_ns();
-			if (c->state == CHUNK_QUEUED) {
+			if (c->state == CHUNK_QUEUED && s->inflight < s->max_inflight) {
 				chunk_claim(s, c);
 				chunk_read_now(s, c);
 			} else {
@@ -752,18 +862,81 @@ static enum serve_end serve_from_window(struct pf_stream *s, off64_t start, size
 }
 
 /* True when the file is no longer as it was when the stream started: it
- * was written (mtime), truncated or replaced in place (size, ctime). One
- * fstat per read: streams exist only for data that is not cached, where
- * it is small beside the IO it saves. */
-static bool file_changed(int fd, const struct stat *then)
+ * was written (mtime), truncated or replaced in place (size, ctime). Asked
+ * of the attributes the client caches at each served read, and of the
+ * server itself (ask_server) once they are PF_MAX_STALE_NS old. When the
+ * kernel will not tell, the file counts as unchanged. */
+static bool file_changed(int fd, const struct stat *then, bool ask_server)
 {
-	struct stat now;
-	if (fstat(fd, &now) != 0)
+	struct statx now;
+	int flags = AT_EMPTY_PATH | (ask_server ? AT_STATX_FORCE_SYNC : AT_STATX_SYNC_AS_STAT);
+	if (statx(fd, "", flags, STATX_SIZE | STATX_MTIME | STATX_CTIME, &now) != 0)
 		return false;
-	return now.st_size != then->st_size || now.st_mtim.tv_sec != then->st_mtim.tv_sec ||
-	       now.st_mtim.tv_nsec != then->st_mtim.tv_nsec ||
-	       now.st_ctim.tv_sec != then->st_ctim.tv_sec ||
-	       now.st_ctim.tv_nsec != then->st_ctim.tv_nsec;
+	return (off64_t)now.stx_size != then->st_size || now.stx_mtime.tv_sec != then->st_mtim.tv_sec ||
+	       now.stx_mtime.tv_nsec != (uint32_t)then->st_mtim.tv_nsec ||
+	       now.stx_ctime.tv_sec != then->st_ctim.tv_sec ||
+	       now.stx_ctime.tv_nsec != (uint32_t)then->st_ctim.tv_nsec;
+}
+
+/* Whether the stream's data no longer stands for the file (slot lock held,
+ * s->lock not). A client caches attributes (FUSE, NFS: seconds), so a
+ * change the server made is confirmed at least every PF_MAX_STALE_NS; a
+ * shrink is also seen by the reads ahead themselves (note_chunk_end). */
+static bool stream_stale(struct pf_stream *s, int fd)
+{
+	uint64_t now = pf_now_ns();
+	bool ask_server = now - s->validated_ns > PF_MAX_STALE_NS;
+	if (file_changed(fd, &s->version, ask_server))
+		return true;
+	if (ask_server)
+		s->validated_ns = now;
+	return false;
+}
+
+/* Drops the stream of a reader that left it (slot lock held). */
+static void stream_drop(struct pf_fd *slot, int fd, off64_t at, const char *why)
+{
+	PF_LOG(PF_LOG_INFO, "fd %d: read at %lld %s; stream dropped", fd, (long long)at, why);
+	PF_STAT_ADD(streams_dropped, 1);
+	stream_detach(slot, false);
+}
+
+/* Reads the rest of a request the window could not serve from the kernel. */
+static void read_rest(int fd, struct iov_cursor *cur, size_t total, off64_t start, size_t *done,
+		      int *err)
+{
+	ssize_t r = cursor_pread(fd, cur, total - *done, start + (off64_t)*done);
+	if (r < 0) {
+		if (*done == 0)
+			*err = errno;
+	} else {
+		*done += (size_t)r;
+		PF_STAT_ADD(bytes_sync, r);
+	}
+}
+
+/* The reader moved on to pos: retire what it passed, schedule more, and
+ * note a whole file read from its start (slot and s->lock held). */
+static void stream_moved(struct pf_stream *s, off64_t pos, bool at_eof)
+{
+	s->pos = pos;
+	if (s->pos > s->eof_hint)
+		s->eof_hint = PF_OFF_MAX; /* the file grew */
+	if (at_eof && s->from_start && s->served > 0)
+		__atomic_store_n(&whole_file_reader, 1, __ATOMIC_RELAXED);
+	stream_advance(s);
+}
+
+/* A pread outside the window that leaves the stream alone: the file offset
+ * did not move, and an index or header read elsewhere does not end a
+ * sequential reader, unless it happens PF_MAX_MISSES times in a row
+ * (s->lock held). */
+static bool stray_pread(struct pf_stream *s, const struct pf_read_req *req, off64_t start)
+{
+	if (req->offset == PF_AT_FILE_OFFSET || start == s->pos || chunk_at(s, start))
+		return false;
+	s->misses++;
+	return s->misses < PF_MAX_MISSES;
 }
 
 /* A read of a descriptor with a stream (slot lock held). */
@@ -786,25 +959,18 @@ static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req 
 	int err = 0;
 	enum serve_end end = SERVE_REST_FROM_KERNEL;
 
-	bool changed = file_changed(fd, &s->version);
+	bool stale = stream_stale(s, fd);
 	pthread_mutex_lock(&s->lock);
-	bool in_window = chunk_at(s, start) != NULL;
-	if (!changed && !in_window && start != s->pos && req->offset != PF_AT_FILE_OFFSET &&
-	    ++s->misses < PF_MAX_MISSES) {
-		/* A pread elsewhere (an index, a header) does not move the file
-		 * offset: the sequential reader may well go on. */
+	stale = stale || s->shrunk;
+	if (!stale && stray_pread(s, req, start)) {
 		pthread_mutex_unlock(&s->lock);
 		return pass_through(fd, req);
 	}
-	if (changed || (!in_window && start != s->pos)) {
-		/* A seek elsewhere: this is not a sequential reader any more.
-		 * Or the file was written or truncated: the buffers are stale,
-		 * and the kernel has the file as it is now. */
+	if (stale || (start != s->pos && !chunk_at(s, start))) {
+		/* The file changed: the kernel has it as it is now. Or a
+		 * seek elsewhere: not a sequential reader any more. */
 		pthread_mutex_unlock(&s->lock);
-		PF_LOG(PF_LOG_INFO, "fd %d: read at %lld %s; stream dropped", fd, (long long)start,
-		       changed ? "after the file changed" : "outside the window");
-		PF_STAT_ADD(streams_dropped, 1);
-		stream_detach(slot, false);
+		stream_drop(slot, fd, start, stale ? "after the file changed" : "outside the window");
 		s = NULL;
 	} else {
 		s->misses = 0;
@@ -812,27 +978,20 @@ static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req 
 		s->served += done;
 		PF_STAT_ADD(bytes_served, done);
 		pthread_mutex_unlock(&s->lock);
-	}
-
-	if (done < total && end == SERVE_REST_FROM_KERNEL) {
-		ssize_t r = cursor_pread(fd, &cur, total - done, start + (off64_t)done);
-		if (r < 0) {
-			if (done == 0)
-				err = errno;
-		} else {
-			done += (size_t)r;
-			PF_STAT_ADD(bytes_sync, r);
+		if (err) {
+			/* The storage failed there: from now on the kernel
+			 * answers every read, as without the library. */
+			stream_drop(slot, fd, start, "at a read error");
+			s = NULL;
 		}
 	}
 
+	if (done < total && end == SERVE_REST_FROM_KERNEL)
+		read_rest(fd, &cur, total, start, &done, &err);
+
 	if (s) {
 		pthread_mutex_lock(&s->lock);
-		s->pos = start + (off64_t)done;
-		if (s->pos > s->eof_hint)
-			s->eof_hint = PF_OFF_MAX; /* the file grew */
-		if (done == 0 && err == 0 && s->origin == 0 && s->served > 0)
-			__atomic_store_n(&whole_file_reader, 1, __ATOMIC_RELAXED);
-		stream_advance(s);
+		stream_moved(s, start + (off64_t)done, done == 0 && err == 0);
 		pthread_mutex_unlock(&s->lock);
 	}
 
@@ -845,18 +1004,26 @@ static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req 
 	return (ssize_t)done;
 }
 
-/* True, at a descriptor's first read, when none of its reads can ever be
- * prefetched: not a regular file, or (by default) a file on a local block
- * device. Its reads then skip the lock from the next one on, which random
- * readers, who never reach try_engage, would otherwise pay on every call.
- * One fstat per descriptor (slot lock held). */
-static bool never_prefetched(struct pf_fd *slot, int fd)
+/* At a descriptor's first read (slot lock held): true when none of its
+ * reads can ever be prefetched: not a regular file, or (by default) a file
+ * on a local block device. Its reads then skip the lock from the next one
+ * on, which random readers, who never reach try_engage, would otherwise pay
+ * on every call. Else notes whether the reads start at the file's
+ * beginning: a stream that then reaches its end read the whole file. */
+static bool first_look(struct pf_fd *slot, int fd, const struct pf_read_req *req)
 {
 	if (slot->flags & PF_FDF_LOOKED_AT)
 		return false;
 	slot->flags |= PF_FDF_LOOKED_AT;
 	struct stat st;
-	return fstat(fd, &st) != 0 || pf_excluded_file(&st);
+	if (fstat(fd, &st) != 0 || pf_excluded_file(&st))
+		return true;
+	off64_t at = req->offset;
+	if (at == PF_AT_FILE_OFFSET)
+		at = pf_libc.lseek64(fd, 0, SEEK_CUR);
+	if (at == 0)
+		slot->flags |= PF_FDF_FROM_START;
+	return false;
 }
 
 /* A read of a descriptor without a stream: pass it through, and count
@@ -865,9 +1032,11 @@ static bool never_prefetched(struct pf_fd *slot, int fd)
 static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req *req)
 {
 	const struct pf_settings *cfg = pf_settings();
-	if (slot->state == PF_FD_WATCHING && never_prefetched(slot, fd))
+	if (slot->state == PF_FD_WATCHING && first_look(slot, fd, req))
 		slot->state = PF_FD_IGNORED;
 	bool sequential = req->offset == PF_AT_FILE_OFFSET || req->offset == slot->next_off;
+	if (!sequential)
+		slot->flags &= (uint8_t)~PF_FDF_FROM_START;
 	pthread_mutex_unlock(&slot->lock);
 	ssize_t r = pass_through(fd, req);
 	int saved = errno;
@@ -989,9 +1158,12 @@ static void on_new_file(struct pf_fd *slot, int fd_to_engage)
 {
 	slot_reset(slot);
 	if (fd_to_engage >= 0) {
+		slot->flags |= PF_FDF_FROM_START; /* a file just opened is at offset 0 */
 		struct pf_stream *s = try_engage(slot, fd_to_engage, 0);
-		if (s)
+		if (s) {
 			s->speculative = true;
+			PF_STAT_ADD(streams_at_open, 1);
+		}
 	}
 }
 
@@ -1034,6 +1206,7 @@ static void on_seek(struct pf_fd *slot, int unused)
 	if (slot->state == PF_FD_CACHED)
 		slot->state = PF_FD_WATCHING;
 	slot->seq_reads = 0;
+	slot->flags &= (uint8_t)~PF_FDF_FROM_START;
 	/* A stream keeps going: the next read tells whether it landed in the
 	 * window (a short skip forward) or elsewhere. */
 }

@@ -63,10 +63,6 @@ bool pf_pseudo_filesystem(long type);
  * block device, counted in block_device_skips. */
 bool pf_excluded_file(const struct stat *st);
 
-/* Whether the byte at off of the file is in the page cache: 1 or 0, or -1
- * when the kernel will not tell this process (see engine.c). */
-int pf_byte_cached(int fd, off64_t off);
-
 /* Fork handlers, registered once by the constructor. */
 void pf_engine_atfork_prepare(void);
 void pf_engine_atfork_parent(void);

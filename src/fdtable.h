@@ -29,7 +29,8 @@ enum pf_fd_flags {
 	PF_FDF_CLASSIFIED = 1 << 0, /* fcntl/fstatfs checks passed once */
 	PF_FDF_SEQ_ADVICE = 1 << 1, /* the program said POSIX_FADV_SEQUENTIAL */
 	PF_FDF_RANDOM_ADVICE = 1 << 2, /* ignored because the program said RANDOM */
-	PF_FDF_LOOKED_AT = 1 << 3, /* fstat'd at its first read (never_prefetched) */
+	PF_FDF_LOOKED_AT = 1 << 3, /* fstat'd at its first read (first_look) */
+	PF_FDF_FROM_START = 1 << 4, /* read from offset 0 on, sequentially so far */
 };
 
 struct pf_stream;

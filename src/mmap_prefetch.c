@@ -131,6 +131,7 @@
 #include "libc.h"
 #include "log.h"
 #include "mmap_prefetch.h"
+#include "pagecache.h"
 #include "settings.h"
 #include "stats.h"
 

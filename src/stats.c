@@ -69,22 +69,15 @@ void pf_stats_reset(void)
 
 #define LOAD(field) ((unsigned long long)__atomic_load_n(&pf_stats.field, __ATOMIC_RELAXED))
 
+#define PF_STATS_FORMAT(field, name, div) " " name "=%llu"
+#define PF_STATS_VALUE(field, name, div) , LOAD(field) / (div)
+
 static int format_report(char *line, size_t size)
 {
 	return snprintf(line, size,
-			"libprefetch: pid=%d prog=%s files_prefetched=%llu bytes_served=%llu "
-			"bytes_sync=%llu bytes_fetched=%llu bytes_wasted=%llu wait_us=%llu "
-			"peak_memory=%llu streams_dropped=%llu cached_skips=%llu "
-			"errors_forwarded=%llu worker_reads=%llu "
-			"mmap_mappings=%llu mmap_bytes_populated=%llu mmap_bytes_cached=%llu "
-			"block_device_skips=%llu mmap_mappings_cached=%llu streams_uncached=%llu\n",
-			(int)getpid(), program_invocation_short_name, LOAD(files_prefetched),
-			LOAD(bytes_served), LOAD(bytes_sync), LOAD(bytes_fetched),
-			LOAD(bytes_wasted), LOAD(wait_ns) / 1000, LOAD(peak_memory),
-			LOAD(streams_dropped), LOAD(cached_skips), LOAD(errors_forwarded),
-			LOAD(worker_reads), LOAD(mmap_mappings), LOAD(mmap_bytes_populated),
-			LOAD(mmap_bytes_cached), LOAD(block_device_skips),
-			LOAD(mmap_mappings_cached), LOAD(streams_uncached));
+			"libprefetch: pid=%d prog=%s" PF_STATS_REPORTED(PF_STATS_FORMAT) "\n",
+			(int)getpid(), program_invocation_short_name
+				PF_STATS_REPORTED(PF_STATS_VALUE));
 }
 
 void pf_stats_report(void)

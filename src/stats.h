@@ -6,31 +6,41 @@
  *     streams_dropped=N cached_skips=N errors_forwarded=N worker_reads=N
  *     mmap_mappings=N mmap_bytes_populated=N mmap_bytes_cached=N
  *     block_device_skips=N mmap_mappings_cached=N streams_uncached=N
+ *     streams_at_open=N streams_ordered=N
  */
 #ifndef PF_STATS_H
 #define PF_STATS_H
 
 #include <stdint.h>
 
+/* Every reported counter, once, in report order: X(field, report name,
+ * divisor for the report). */
+#define PF_STATS_REPORTED(X)                                                          \
+	X(files_prefetched, "files_prefetched", 1)   /* descriptors that engaged */      \
+	X(bytes_served, "bytes_served", 1)           /* copied from buffers */           \
+	X(bytes_sync, "bytes_sync", 1)               /* read from the kernel by the program */ \
+	X(bytes_fetched, "bytes_fetched", 1)         /* read ahead */                    \
+	X(bytes_wasted, "bytes_wasted", 1)           /* read ahead, dropped unread */    \
+	X(wait_ns, "wait_us", 1000)                  /* readers waiting for data */      \
+	X(peak_memory, "peak_memory", 1)             /* most buffer bytes at once */     \
+	X(streams_dropped, "streams_dropped", 1)     /* a seek, a change, an error */    \
+	X(cached_skips, "cached_skips", 1)           /* data ahead already cached */     \
+	X(errors_forwarded, "errors_forwarded", 1)   /* read errors handed over */       \
+	X(worker_reads, "worker_reads", 1)           /* preads that filled buffers */    \
+	X(mmap_mappings, "mmap_mappings", 1)         /* mappings read ahead */           \
+	X(mmap_bytes_populated, "mmap_bytes_populated", 1)                               \
+	X(mmap_bytes_cached, "mmap_bytes_cached", 1) /* found cached, not read again */  \
+	X(block_device_skips, "block_device_skips", 1) /* on a local block device */     \
+	X(mmap_mappings_cached, "mmap_mappings_cached", 1) /* cached when mapped */      \
+	X(streams_uncached, "streams_uncached", 1)   /* doubled chunks: no page cache */ \
+	X(streams_at_open, "streams_at_open", 1)     /* started at open: whole-file reader */ \
+	X(streams_ordered, "streams_ordered", 1)     /* one read at a time, in order */
+
+#define PF_STATS_FIELD(field, name, div) uint64_t field;
+
 struct pf_stats {
-	uint64_t files_prefetched;  /* descriptors that engaged the engine */
-	uint64_t bytes_served;      /* bytes copied to the program from buffers */
-	uint64_t bytes_sync;        /* bytes the program read from the kernel itself */
-	uint64_t bytes_fetched;     /* bytes the workers read ahead */
-	uint64_t bytes_wasted;      /* fetched, then dropped unread */
-	uint64_t wait_ns;           /* time readers waited for data not yet there */
+	PF_STATS_REPORTED(PF_STATS_FIELD)
 	uint64_t memory;            /* buffer bytes allocated now */
-	uint64_t peak_memory;       /* most buffer bytes allocated at once */
-	uint64_t streams_dropped;   /* streams stopped by a seek or random access */
-	uint64_t cached_skips;      /* engagements skipped: data already cached */
-	uint64_t errors_forwarded;  /* read errors of workers handed to the program */
-	uint64_t worker_reads;      /* pread calls made by worker threads */
-	uint64_t block_device_skips; /* files passed through: on a local block device */
-	uint64_t mmap_mappings;     /* file mappings prefetched (PREFETCH_MMAP) */
-	uint64_t mmap_bytes_populated; /* bytes of mappings read ahead */
-	uint64_t mmap_bytes_cached; /* bytes of mappings found cached: not read again */
-	uint64_t mmap_mappings_cached; /* mappings found cached when mapped: left alone */
-	uint64_t streams_uncached;  /* streams with doubled chunks: reads bypass the page cache */
 };
 
 extern struct pf_stats pf_stats;

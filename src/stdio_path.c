@@ -80,9 +80,17 @@ static size_t xsgetn(FILE *fp, char *s, size_t want)
 	return n - want;
 }
 
+/* glibc's own, exported: allocates a stream's buffer as its fread does
+ * first, so that the direct path takes a stream's first read too (the
+ * one from offset 0, which tells a whole-file reader). */
+extern void _IO_doallocbuf(FILE *fp);
+
 size_t pf_fread_unlocked(void *ptr, size_t size, size_t n, FILE *fp)
 {
 	size_t bytes = size * n;
+	if (bytes && fp->_IO_buf_base == NULL && fp->_IO_save_base == NULL &&
+	    pf_stream_fd(fp) >= 0 && !(fp->_flags2 & PF_IO_FLAGS2_MMAP))
+		_IO_doallocbuf(fp);
 	if (bytes == 0 || !direct_read_possible(fp))
 		return pf_libc.fread_unlocked(ptr, size, n, fp);
 	size_t got = xsgetn(fp, ptr, bytes);

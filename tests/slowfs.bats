@@ -244,3 +244,108 @@ slowfs_counter() {
 	[ "$(stat_sum bytes_served)" -eq 0 ]
 	[ "$(stat_sum worker_reads)" -eq 0 ]
 }
+
+@test "libprefetch: md5sum of four files on slowfs serves every byte of files 2-4 from the window" {
+	need_library
+	for i in 1 2 3 4; do make_file "$SRC/f$i" 3000000; done
+	mount_or_skip --direct-io --delay-us=1000
+	run -0 check_three_modes md5sum "$MNT/f1" "$MNT/f2" "$MNT/f3" "$MNT/f4"
+	echo "$output"
+	assert_engaged
+	# Files 2-4 were prefetched from their open, the first from its first
+	# read (md5sum advises SEQUENTIAL): only that read went to the kernel.
+	[ "$(stat_sum streams_at_open)" -eq 3 ]
+	[ "$(stat_sum bytes_served)" -eq $((4 * 3000000 - 32768)) ]
+}
+
+# fresh_*: the three modes, each on a pristine copy of the file, since the
+# runs below change it on the server's side.
+fresh_plain() { cp "$SRC/pristine" "$SRC/data" && with_plain "$@"; }
+fresh_disabled() { cp "$SRC/pristine" "$SRC/data" && with_disabled "$@"; }
+fresh_prefetch() { cp "$SRC/pristine" "$SRC/data" && with_prefetch "$@"; }
+
+# slowfs caches attributes for 10 s, as FUSE clients and NFS do: fstat does
+# not see what the server changed. The library confirms the file with the
+# server (statx AT_STATX_FORCE_SYNC) before serving data read ahead more than
+# a second after the last confirmation (README, "Consistency").
+@test "libprefetch: a file shrunk or rewritten on the server is read as it is now" {
+	need_library
+	make_file "$SRC/pristine" 8388608
+	mount_or_skip --direct-io --delay-us=2000
+	export ACCESS_PATTERN_BACKING=$SRC/data
+	# The window holds data past the new end when the server shrinks the file.
+	run -0 compare_modes fresh_plain fresh_disabled fresh_prefetch "$HELPERS/access_pattern" \
+		"$MNT/data" read:65536:16 sleep:300 shrink:524288 sleep:1200 read:65536:8
+	cat "$BATS_TEST_TMPDIR/out.enabled"
+	assert_engaged
+	[ "$(stat_sum streams_dropped)" -eq 1 ]
+	grep -qx 'read 0 0000000000000000 @1048576' "$BATS_TEST_TMPDIR/out.enabled"
+	# Rewritten in place inside the window: same size, new bytes.
+	rm -f "$STATS"
+	run -0 compare_modes fresh_plain fresh_disabled fresh_prefetch "$HELPERS/access_pattern" \
+		"$MNT/data" read:65536:16 sleep:300 rewrite:1200000:70000 sleep:1200 read:65536:16
+	assert_engaged
+	[ "$(stat_sum streams_dropped)" -eq 1 ]
+}
+
+# A read ahead that ends short of the size the file had tells that it shrank,
+# whatever the attribute cache says: the window is not served past it.
+@test "libprefetch: a shrink seen by the reads ahead drops the window at once" {
+	need_library
+	make_file "$SRC/pristine" 16777216
+	mount_or_skip --direct-io --delay-us=2000
+	export ACCESS_PATTERN_BACKING=$SRC/data
+	# Small chunks and window: after the shrink, the workers' next reads
+	# (the window moves on as the reader goes) end short.
+	export PREFETCH_CHUNK=64K PREFETCH_WINDOW=512K PREFETCH_MAX_MEMORY=512K
+	run -0 compare_modes fresh_plain fresh_disabled fresh_prefetch "$HELPERS/access_pattern" \
+		"$MNT/data" read:65536:16 shrink:1048576 read:65536:64
+	cat "$BATS_TEST_TMPDIR/out.enabled"
+	assert_engaged
+	[ "$(stat_sum streams_dropped)" -eq 1 ]
+}
+
+# dies_mid_read CMD...: mounts a fresh slowfs, runs CMD on $MNT/data in the
+# background, kills the server with SIGKILL half a second in, and prints
+# CMD's exit status and messages.
+dies_mid_read() {
+	slowfs_umount "$MNT"
+	slowfs_mount "$SRC" "$MNT" --direct-io --delay-us=50000 || return 1
+	"$@" "$MNT/data" > /dev/null 2> "$BATS_TEST_TMPDIR/reader.err" &
+	local reader=$!
+	sleep 0.5
+	pkill -KILL -f "^$SLOWFS .*$MNT\$" || return 1
+	wait "$reader"
+	echo "exit $?: $(sed "s|$MNT|MNT|" "$BATS_TEST_TMPDIR/reader.err")"
+}
+dead_plain() { dies_mid_read with_plain "$@"; }
+dead_disabled() { dies_mid_read with_disabled "$@"; }
+dead_prefetch() { dies_mid_read with_prefetch "$@"; }
+
+# A FUSE server that dies fails the requests in flight with ECONNABORTED
+# and later ones with ENOTCONN: the program must get the error its own read
+# would have got, so the workers fetch nothing after the first failure.
+@test "libprefetch: the server dies mid-read: the same error as without the library" {
+	need_library
+	need_fuse
+	make_file "$SRC/data" 134217728
+	export PREFETCH_THREADS=16
+	for i in 1 2 3; do
+		rm -f "$STATS"
+		run -0 compare_modes dead_plain dead_disabled dead_prefetch cat
+		cat "$BATS_TEST_TMPDIR/out.plain"
+		grep -q 'Software caused connection abort' "$BATS_TEST_TMPDIR/out.enabled"
+		assert_engaged
+		[ "$(stat_sum errors_forwarded)" -eq 1 ]
+	done
+	# No read is sent after the first failure: only those in flight then
+	# (one per worker, and the reader's) fail.
+	need_strace
+	run -0 dies_mid_read strace -f -qq -e trace=pread64 -e status=failed \
+		-o "$BATS_TEST_TMPDIR/strace" env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" cat
+	echo "$output"
+	grep -q 'Software caused connection abort' <<< "$output"
+	failed=$(grep -c 'pread64(' "$BATS_TEST_TMPDIR/strace")
+	echo "failed reads: $failed"
+	[ "$failed" -ge 1 ] && [ "$failed" -le 17 ]
+}

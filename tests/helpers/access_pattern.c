@@ -9,6 +9,9 @@
  *   random:SIZE:COUNT    COUNT pread() calls of SIZE bytes at pseudo-random offsets
  *   lseekrandom:SIZE:COUNT  the same with lseek(SEEK_SET) + read()
  *   sleep:MS             pause (lets workers run ahead)
+ *   shrink:SIZE          truncate the file's backing copy (the path in
+ *                        $ACCESS_PATTERN_BACKING, else FILE) to SIZE bytes
+ *   rewrite:OFFSET:LEN   overwrite LEN bytes of the backing copy at OFFSET
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +47,20 @@ static void report(const char *what, ssize_t r, const unsigned char *buf, int fd
 	       (unsigned long long)(r > 0 ? fnv(buf, r) : 0),
 	       (long long)lseek(fd, 0, SEEK_CUR), r < 0 ? " " : "",
 	       r < 0 ? strerror(errno) : "");
+}
+
+/* Changes the file as another process (the server) would: 0 or -1. */
+static int change_backing(const char *path, const char *kind, long long a, long long b)
+{
+	if (kind[0] == 's')
+		return truncate(path, (off_t)a);
+	int fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	int ok = 0;
+	for (long long k = 0; k < b && ok == 0; k++)
+		ok = pwrite(fd, "\xaa", 1, (off_t)(a + k)) == 1 ? 0 : -1;
+	return close(fd) == 0 ? ok : -1;
 }
 
 int main(int argc, char **argv)
@@ -87,6 +104,9 @@ int main(int argc, char **argv)
 				}
 				report(kind, r, buf, fd);
 			}
+		} else if (strcmp(kind, "shrink") == 0 || strcmp(kind, "rewrite") == 0) {
+			const char *backing = getenv("ACCESS_PATTERN_BACKING");
+			printf("%s %d\n", kind, change_backing(backing ? backing : argv[1], kind, a, b));
 		} else if (strcmp(kind, "sleep") == 0) {
 			struct timespec ts = { a / 1000, (a % 1000) * 1000000L };
 			nanosleep(&ts, NULL);
