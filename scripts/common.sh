@@ -4,7 +4,11 @@
 #
 # Environment:
 #   BUILD_DIR   where to build (default: _build in the source tree, or the
-#               source tree itself when it was configured in place)
+#               source tree itself when it was configured in place). When
+#               the tree is configured in place (./configure run in it),
+#               automake refuses any other build directory of it; one is then
+#               built from a fresh copy of the distributed files (make
+#               distdir), kept next to it in BUILD_DIR.src.
 #   JOBS        parallel make jobs for the build (default: nproc)
 #   NO_DEPS=1   never install packages, only report what is missing
 
@@ -72,6 +76,24 @@ choose_build_dir() {
 	build=$(cd "$build" && pwd)
 }
 
+# source_dir: sets $src, the sources $build is configured from: $top, or a
+# fresh copy of its distributed files when $top is configured in place and
+# $build is elsewhere (see BUILD_DIR above).
+source_dir() {
+	src=$top
+	[[ $build != "$top" && -f $top/config.status ]] || return 0
+	src=$build.src
+	say "the source tree is configured in place: building a copy of it ($src)"
+	make -s -C "$top" distdir distdir="$src" > /dev/null || fail "make distdir failed in $top"
+}
+
+# configured_from: the absolute source directory of $build's configuration.
+configured_from() {
+	local dir
+	dir=$(sed -n "s/^srcdir='\(.*\)'\$/\1/p" "$build/config.status" 2> /dev/null) &&
+		(cd "$build" && cd "$dir" 2> /dev/null && pwd -P)
+}
+
 # build_all: autoreconf when needed, configure when needed, make.
 build_all() {
 	choose_build_dir
@@ -89,10 +111,16 @@ build_all() {
 		say "autoreconf -fi"
 		(cd "$top" && autoreconf -fi) || fail "autoreconf failed"
 	fi
+	source_dir
+	if [[ -f $build/config.status && $(configured_from) != "$(cd "$src" && pwd -P)" ]]; then
+		# Configured from the other source tree: its Makefiles would
+		# re-run that configure.
+		rm -f "$build/config.status" "$build/Makefile"
+	fi
 	if [[ ! -f $build/config.status || ! -f $build/Makefile ]]; then
 		say "configure (in $build)"
 		# shellcheck disable=SC2086 # CONFIGURE_FLAGS is a list of words
-		(cd "$build" && "$top/configure" ${CONFIGURE_FLAGS:-}) || {
+		(cd "$build" && "$src/configure" ${CONFIGURE_FLAGS:-}) || {
 			[[ -f $build/config.log ]] && tail -n 40 "$build/config.log" >&2
 			fail "configure failed"
 		}

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,21 +38,41 @@ int pf_parse_size(const char *text, unsigned long long *out)
 	return 0;
 }
 
-/* One variable, one parse: the default when unset, the default and one
- * warning when malformed, the nearest bound and one warning when out of
- * range. */
+/* "8M" for 8388608, "64K", or the number of bytes: messages in the units
+ * the user writes. */
+static const char *size_text(char *buf, size_t size, unsigned long long bytes)
+{
+	if (bytes && bytes % PF_GIB == 0)
+		snprintf(buf, size, "%lluG", bytes / PF_GIB);
+	else if (bytes && bytes % PF_MIB == 0)
+		snprintf(buf, size, "%lluM", bytes / PF_MIB);
+	else if (bytes && bytes % PF_KIB == 0)
+		snprintf(buf, size, "%lluK", bytes / PF_KIB);
+	else
+		snprintf(buf, size, "%llu", bytes);
+	return buf;
+}
+
+/* One variable, one parse: the default when unset or empty, the default and
+ * one warning when malformed, the nearest bound and one warning when out of
+ * range. *given (when not NULL) says whether the value came from the
+ * environment. */
 static unsigned long long read_number(const char *name, unsigned long long def,
 				      unsigned long long min, unsigned long long max,
-				      int (*parse)(const char *, unsigned long long *))
+				      int (*parse)(const char *, unsigned long long *), bool *given)
 {
 	const char *text = secure_getenv(name);
 	unsigned long long value;
-	if (!text)
+	if (given)
+		*given = false;
+	if (!text || !*text)
 		return def;
 	if (parse(text, &value) != 0) {
 		pf_log_always("%s=\"%s\" is not valid; using the default %llu", name, text, def);
 		return def;
 	}
+	if (given)
+		*given = true;
 	if (value < min || value > max) {
 		unsigned long long clamped = value < min ? min : max;
 		pf_log_always("%s=%s is out of range [%llu, %llu]; using %llu", name, text,
@@ -71,17 +92,69 @@ static int parse_count(const char *text, unsigned long long *out)
 	return (errno || end == text || *end != '\0') ? -1 : 0;
 }
 
-static bool read_flag(const char *name, bool def)
+/* ASCII only: the words are English whatever the locale (tr_TR's "I"). */
+static bool same_word(const char *text, const char *word)
 {
-	return read_number(name, def, 0, 1, parse_count) != 0;
+	for (; *word; text++, word++) {
+		char c = *text;
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (c != *word)
+			return false;
+	}
+	return *text == '\0';
 }
 
+/* 1 for 1/yes/true/on, 0 for 0/no/false/off (any case), -1 for anything else. */
+static int parse_bool(const char *text)
+{
+	static const char *const words[][2] = {
+		{ "0", "1" }, { "no", "yes" }, { "false", "true" }, { "off", "on" },
+	};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		for (int v = 0; v < 2; v++)
+			if (same_word(text, words[i][v]))
+				return v;
+	return -1;
+}
+
+#define PF_BOOL_WORDS "1/0, yes/no, true/false, on/off"
+
+/* A boolean variable: def when unset or empty; invalid when it is none of the
+ * words, with one warning naming what is used instead. */
+static bool read_flag(const char *name, bool def, bool invalid, const char *invalid_means)
+{
+	const char *text = secure_getenv(name);
+	if (!text || !*text)
+		return def;
+	int v = parse_bool(text);
+	if (v >= 0)
+		return v;
+	pf_log_always("%s=\"%s\" is not one of " PF_BOOL_WORDS "; %s", name, text, invalid_means);
+	return invalid;
+}
+
+/* PREFETCH_STATS: a boolean word (1: stderr), else a path. A number other
+ * than 0 and 1 is taken for a mistyped boolean, not for a file "./2"; and
+ * /dev/stderr, a symbolic link that the file rule would refuse, means stderr. */
 static void read_stats(void)
 {
 	const char *text = secure_getenv("PREFETCH_STATS");
-	if (!text || !*text || strcmp(text, "0") == 0)
+	if (!text || !*text)
 		return;
-	if (strcmp(text, "1") == 0) {
+	int v = parse_bool(text);
+	if (v >= 0) {
+		settings.stats = v;
+		return;
+	}
+	if (text[strspn(text, "0123456789")] == '\0') {
+		pf_log_always("PREFETCH_STATS=%s: not a file name (write ./%s for one); "
+			      "statistics go to stderr", text, text);
+		settings.stats = 1;
+		return;
+	}
+	if (strcmp(text, "/dev/stderr") == 0 || strcmp(text, "/dev/fd/2") == 0 ||
+	    strcmp(text, "/proc/self/fd/2") == 0) {
 		settings.stats = 1;
 		return;
 	}
@@ -94,33 +167,56 @@ static void read_stats(void)
 	settings.stats = 2;
 }
 
+/* What one stream needs must fit what it may use: chunk <= window <=
+ * PREFETCH_MAX_MEMORY, or the workers could not allocate a single chunk.
+ * A default gives way silently; a value the user set, with one warning. */
+static void fit_sizes(bool window_given, bool chunk_given)
+{
+	char a[32], b[32];
+	if (settings.window > settings.max_memory) {
+		if (window_given)
+			pf_log_always("PREFETCH_WINDOW=%s is larger than PREFETCH_MAX_MEMORY (%s); "
+				      "using a window of %s",
+				      size_text(a, sizeof(a), settings.window),
+				      size_text(b, sizeof(b), settings.max_memory), b);
+		settings.window = settings.max_memory;
+	}
+	if (settings.chunk > settings.window) {
+		if (chunk_given)
+			pf_log_always("PREFETCH_CHUNK=%s is larger than the window (%s); "
+				      "using chunks of %s",
+				      size_text(a, sizeof(a), settings.chunk),
+				      size_text(b, sizeof(b), settings.window), b);
+		settings.chunk = settings.window;
+	}
+}
+
 static void read_all(void)
 {
-	settings.debug = (int)read_number("PREFETCH_DEBUG", 0, 0, PF_LOG_TRACE, parse_count);
+	bool window_given, chunk_given;
+	settings.debug = (int)read_number("PREFETCH_DEBUG", 0, 0, PF_LOG_TRACE, parse_count, NULL);
 	pf_log_level = settings.debug;
-	settings.disabled = read_flag("PREFETCH_DISABLE", false);
+	/* Whoever set PREFETCH_DISABLE at all meant the library off. */
+	settings.disabled = read_flag("PREFETCH_DISABLE", false, true, "the library stays off");
 	settings.window = read_number("PREFETCH_WINDOW", PF_WINDOW_DEFAULT, PF_WINDOW_MIN,
-				      PF_WINDOW_MAX, pf_parse_size);
+				      PF_WINDOW_MAX, pf_parse_size, &window_given);
 	settings.chunk = read_number("PREFETCH_CHUNK", PF_CHUNK_DEFAULT, PF_CHUNK_MIN,
-				     PF_CHUNK_MAX, pf_parse_size);
+				     PF_CHUNK_MAX, pf_parse_size, &chunk_given);
 	settings.threads = (unsigned)read_number("PREFETCH_THREADS", PF_THREADS_DEFAULT,
-						 PF_THREADS_MIN, PF_THREADS_MAX, parse_count);
+						 PF_THREADS_MIN, PF_THREADS_MAX, parse_count, NULL);
 	settings.max_memory = read_number("PREFETCH_MAX_MEMORY", PF_MAX_MEMORY_DEFAULT,
-					  PF_MAX_MEMORY_MIN, PF_MAX_MEMORY_MAX, pf_parse_size);
+					  PF_MAX_MEMORY_MIN, PF_MAX_MEMORY_MAX, pf_parse_size, NULL);
 	settings.min_sequential = (unsigned)read_number("PREFETCH_MIN_SEQUENTIAL",
 							PF_MIN_SEQUENTIAL_DEFAULT,
 							PF_MIN_SEQUENTIAL_MIN,
-							PF_MIN_SEQUENTIAL_MAX, parse_count);
-	settings.skip_cached = read_flag("PREFETCH_SKIP_CACHED", true);
-	settings.block_devices = read_flag("PREFETCH_BLOCK_DEVICES", false);
-	settings.mmap = read_flag("PREFETCH_MMAP", PF_MMAP_DEFAULT);
+							PF_MIN_SEQUENTIAL_MAX, parse_count, NULL);
+	settings.skip_cached = read_flag("PREFETCH_SKIP_CACHED", true, true, "using the default 1");
+	settings.block_devices = read_flag("PREFETCH_BLOCK_DEVICES", false, false,
+					   "using the default 0");
+	settings.mmap = read_flag("PREFETCH_MMAP", PF_MMAP_DEFAULT, PF_MMAP_DEFAULT,
+				  PF_MMAP_DEFAULT ? "using the default 1" : "using the default 0");
 	read_stats();
-	/* A window smaller than one chunk would never schedule anything. */
-	if (settings.window < settings.chunk) {
-		pf_log_always("PREFETCH_WINDOW (%zu) is smaller than PREFETCH_CHUNK (%zu); "
-			      "using one chunk", settings.window, settings.chunk);
-		settings.window = settings.chunk;
-	}
+	fit_sizes(window_given, chunk_given);
 }
 
 const struct pf_settings *pf_settings(void)

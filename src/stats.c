@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <string.h>
 #include <time.h>
@@ -16,22 +15,12 @@
 
 struct pf_stats pf_stats;
 
-/* Where PREFETCH_STATS=1 reports: a copy of stderr taken early, since many
- * programs (coreutils' close_stdout) close stderr before the library's
- * destructor runs. Placed high, so the program's own descriptor numbers do
- * not shift. */
-static int report_fd = -1;
-
+/* The report goes to the stderr of the start, without holding a copy of
+ * it: a descriptor of ours would move the program's own numbers (log.c). */
 void pf_stats_init(void)
 {
-	if (pf_settings()->stats != 1 || report_fd >= 0)
-		return;
-	struct rlimit rl;
-	int low = 512;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur <= (rlim_t)low * 2)
-		low = (int)(rl.rlim_cur / 2);
-	report_fd = pf_libc.fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, low);
+	if (pf_settings()->stats)
+		pf_log_keep_stderr();
 }
 
 uint64_t pf_now_ns(void)
@@ -80,6 +69,52 @@ static int format_report(char *line, size_t size)
 				PF_STATS_REPORTED(PF_STATS_VALUE));
 }
 
+/* What a path that is not a regular file is, for the user's message. */
+static const char *file_kind(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return "";
+	switch (st.st_mode & S_IFMT) {
+	case S_IFREG: return "";
+	case S_IFDIR: return " (a directory)";
+	case S_IFLNK: return " (a symbolic link: not followed)";
+	case S_IFIFO: return " (a FIFO)";
+	case S_IFCHR: return " (a character device)";
+	case S_IFBLK: return " (a block device)";
+	case S_IFSOCK: return " (a socket)";
+	default: return " (not a regular file)";
+	}
+}
+
+/* Appends the line to the PREFETCH_STATS file; says once on stderr why not
+ * when it cannot. */
+static void report_to_file(const char *path, const char *line, size_t len)
+{
+	/* O_NOFOLLOW: a link planted at the path is not followed.
+	 * O_NONBLOCK and the S_ISREG test: a FIFO planted there must not hang
+	 * the program at exit, nor a device get the line. */
+	int fd = pf_libc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+			      0666);
+	if (fd < 0) {
+		int err = errno;
+		pf_log_always("statistics not written: cannot open %s: %s%s", path, strerror(err),
+			      err == EISDIR ? "" : file_kind(path));
+		return;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		pf_log_always("statistics not written: %s is not a regular file%s", path,
+			      file_kind(path));
+	} else {
+		ssize_t n = write(fd, line, len);
+		if (n != (ssize_t)len)
+			pf_log_always("statistics not written to %s: %s", path,
+				      n < 0 ? strerror(errno) : "short write");
+	}
+	pf_libc.close(fd);
+}
+
 void pf_stats_report(void)
 {
 	const struct pf_settings *s = pf_settings();
@@ -92,27 +127,10 @@ void pf_stats_report(void)
 	if ((size_t)len >= sizeof(line))
 		len = (int)sizeof(line) - 1;
 	int saved = errno;
-	if (s->stats == 1) {
-		(void)!write(report_fd >= 0 ? report_fd : STDERR_FILENO, line, (size_t)len);
-	} else {
-		/* O_NOFOLLOW: a link planted at the path is not followed.
-		 * O_NONBLOCK and the S_ISREG test: a FIFO planted there must
-		 * not hang the program at exit, nor a device get the line. */
-		int fd = pf_libc.open(s->stats_path,
-				      O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
-					      O_CLOEXEC,
-				      0666);
-		struct stat st;
-		if (fd < 0) {
-			PF_LOG(PF_LOG_WARN, "cannot open %s: %s", s->stats_path, strerror(errno));
-		} else {
-			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-				(void)!write(fd, line, (size_t)len);
-			else
-				PF_LOG(PF_LOG_WARN, "%s is not a regular file: no statistics written",
-				       s->stats_path);
-			pf_libc.close(fd);
-		}
-	}
+	if (s->stats == 1)
+		(void)pf_log_to_stderr(line, (size_t)len);
+	else
+		report_to_file(s->stats_path, line, (size_t)len);
+	pf_log_stderr_done();
 	errno = saved;
 }

@@ -192,6 +192,10 @@ first_preload() {
 	grep -qF "'$libdir/libprefetch.so'" "$inst$bindir/prefetch"
 	! grep -q '@[a-zA-Z_]*@' "$inst$bindir/prefetch"
 	! grep -qF "$inst" "$inst$bindir/prefetch"
+	# The manual pages name the configured libdir too.
+	grep -qF "LD_PRELOAD=$libdir/libprefetch.so" "$inst$mandir/man7/libprefetch.7"
+	grep -qF "LD_PRELOAD=$libdir/libprefetch.so" "$inst$mandir/man1/prefetch.1"
+	! grep -q '@[a-zA-Z_]*@' "$inst$mandir/man7/libprefetch.7" "$inst$mandir/man1/prefetch.1"
 
 	# With the library pointed at the DESTDIR copy, it runs and prefetches.
 	make_file data 8388608
@@ -215,18 +219,18 @@ first_preload() {
 	command -v man > /dev/null || skip "man is not installed"
 	local page
 	for page in prefetch.1 libprefetch.7; do
-		MANWIDTH=80 run -0 --separate-stderr man -l "$abs_top_srcdir/man/$page"
+		MANWIDTH=80 run -0 --separate-stderr man -l "$abs_top_builddir/man/$page"
 		echo "$stderr"
 		[ -z "$stderr" ]
 		[[ $output == *PREFETCH_WINDOW* ]]
 	done
-	MANWIDTH=80 run -0 man -l "$abs_top_srcdir/man/prefetch.1"
+	MANWIDTH=80 run -0 man -l "$abs_top_builddir/man/prefetch.1"
 	[[ $output == *"EXIT STATUS"* && $output == *"--max-memory=SIZE"* ]]
-	MANWIDTH=80 run -0 man -l "$abs_top_srcdir/man/libprefetch.7"
+	MANWIDTH=80 run -0 man -l "$abs_top_builddir/man/libprefetch.7"
 	[[ $output == *"LIMITATIONS"* && $output == *"errors_forwarded"* ]]
 	if command -v groff > /dev/null; then
 		for page in prefetch.1 libprefetch.7; do
-			run -0 --separate-stderr groff -man -Tutf8 -ww -z "$abs_top_srcdir/man/$page"
+			run -0 --separate-stderr groff -man -Tutf8 -ww -z "$abs_top_builddir/man/$page"
 			echo "$stderr"
 			[ -z "$stderr" ]
 		done
@@ -239,7 +243,7 @@ first_preload() {
 	mapfile -t vars < <(grep -ho 'PREFETCH_[A-Z_]*' "$abs_top_srcdir"/src/settings.c | sort -u)
 	[ "${#vars[@]}" -ge 9 ]
 	for var in "${vars[@]}"; do
-		for doc in man/libprefetch.7 man/prefetch.1 README.md; do
+		for doc in man/libprefetch.7.in man/prefetch.1.in README.md; do
 			grep -q "$var" "$abs_top_srcdir/$doc" || {
 				echo "$var is not in $doc"
 				return 1
@@ -266,7 +270,7 @@ setting_value() {
 		paragraph=$(awk -v tag=".B PREFETCH_$name" '
 			$0 == tag { on = 1; next }
 			on && /^\.(TP|SH|SS)/ { exit }
-			on { printf "%s ", $0 }' "$abs_top_srcdir/man/libprefetch.7")
+			on { printf "%s ", $0 }' "$abs_top_srcdir/man/libprefetch.7.in")
 		echo "PREFETCH_$name: default $def, range $min to $max: $paragraph"
 		[[ $paragraph == *"Default .BR $def ;"* ]]
 		[[ $paragraph == *"range $min to $max."* ]]
