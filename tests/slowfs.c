@@ -3,6 +3,7 @@
  *
  *   slowfs [--delay-us=N] [--bandwidth=BYTES_PER_SEC] [--direct-io]
  *          [--keep-cache] [--max-read=BYTES] [--threads=N] [--stats=PATH]
+ *          [--stream-per-handle] [--read-wait-us=N]
  *          SRCDIR MOUNTPOINT [-f] [-s] [-d] [-o fuse-options]
  *
  * Every read request sleeps delay_us, plus size/bandwidth when a bandwidth
@@ -17,11 +18,22 @@
  * page cache works, but is dropped at each open unless --keep-cache, so that
  * each benchmark run of a file starts cold without needing root.
  *
+ * --stream-per-handle serves each open handle the way object-store clients
+ * do (rclone mount --vfs-cache-mode off, mountpoint-s3): a handle is one
+ * sequential stream, so its requests are served one at a time; a read at
+ * the stream's position costs the usual delay; a read anywhere else first
+ * waits up to --read-wait-us (default 20000, rclone's --vfs-read-wait) for
+ * other requests to bring the stream there, then pays a reopen (one more
+ * delay) and moves the stream. Separate handles have separate streams.
+ * The server's own run-ahead is not modelled: in-order reads cost what they
+ * cost without the option, so only the out-of-order penalty differs.
+ *
  * Readiness: without -f the process daemonizes only after the mount is in
  * place, so when `slowfs SRC MNT` returns the mount is usable.
  *
  * Counters: the hidden file MOUNTPOINT/.slowfs-stats (not listed) reads as
- * one line "reads=N bytes=N max_inflight=N max_request=N opens=N"; the same
+ * one line "reads=N bytes=N max_inflight=N max_request=N opens=N reopens=N"
+ * (reopens: out-of-order reads of --stream-per-handle, 0 without); the same
  * line is written to --stats=PATH at unmount.
  */
 #define FUSE_USE_VERSION 312
@@ -30,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,16 +67,18 @@ struct options {
 	unsigned long threads;
 	int direct_io;
 	int keep_cache;
+	int stream_per_handle;
+	unsigned long read_wait_us;
 	char *stats_path;
 	int show_help;
 };
 
-static struct options opt = { .threads = 16 };
+static struct options opt = { .threads = 16, .read_wait_us = 20000 };
 static char *srcdir;
 static int srcfd = -1;
 
 static struct {
-	unsigned long long reads, bytes, opens;
+	unsigned long long reads, bytes, opens, reopens;
 	long inflight, max_inflight, max_request;
 } counters;
 
@@ -76,6 +91,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("--direct-io", direct_io),
 	OPT("--keep-cache", keep_cache),
 	OPT("--stats=%s", stats_path),
+	OPT("--stream-per-handle", stream_per_handle),
+	OPT("--read-wait-us=%lu", read_wait_us),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
 	FUSE_OPT_END
@@ -91,6 +108,9 @@ static void usage(const char *prog)
 	       "  --max-read=BYTES      largest read request (mount max_read)\n"
 	       "  --threads=N           concurrent request workers (default 16)\n"
 	       "  --stats=PATH          write request counters at unmount\n"
+	       "  --stream-per-handle   one sequential stream per open handle;\n"
+	       "                        other offsets wait, then reopen it\n"
+	       "  --read-wait-us=N      wait for in-order reads (default 20000)\n"
 	       "  -f                    stay in the foreground\n\n", prog);
 }
 
@@ -116,12 +136,13 @@ static void counter_max(long *slot, long v)
 static int format_stats(char *buf, size_t len)
 {
 	return snprintf(buf, len,
-			"reads=%llu bytes=%llu max_inflight=%ld max_request=%ld opens=%llu\n",
+			"reads=%llu bytes=%llu max_inflight=%ld max_request=%ld opens=%llu reopens=%llu\n",
 			__atomic_load_n(&counters.reads, __ATOMIC_RELAXED),
 			__atomic_load_n(&counters.bytes, __ATOMIC_RELAXED),
 			__atomic_load_n(&counters.max_inflight, __ATOMIC_RELAXED),
 			__atomic_load_n(&counters.max_request, __ATOMIC_RELAXED),
-			__atomic_load_n(&counters.opens, __ATOMIC_RELAXED));
+			__atomic_load_n(&counters.opens, __ATOMIC_RELAXED),
+			__atomic_load_n(&counters.reopens, __ATOMIC_RELAXED));
 }
 
 /* The simulated round trip: delay plus transfer time at the capped rate. */
@@ -138,6 +159,100 @@ static void simulate_latency(size_t size)
 	ts.tv_nsec = ns % 1000000000ULL;
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
+}
+
+/* An open file: its descriptor and, for --stream-per-handle, its stream. */
+struct handle {
+	int fd;
+	pthread_mutex_t lock;
+	/* signalled when the stream moves or becomes free */
+	pthread_cond_t moved;
+	/* the offset the stream reads next */
+	off_t pos;
+	/* a request is being served by the stream */
+	int busy;
+};
+
+static struct handle *handle_of(const struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+static struct handle *handle_new(int fd)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	pthread_condattr_t ca;
+
+	if (!h)
+		return NULL;
+	h->fd = fd;
+	pthread_mutex_init(&h->lock, NULL);
+	/* Timed waits against CLOCK_MONOTONIC: immune to clock steps. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->moved, &ca);
+	pthread_condattr_destroy(&ca);
+	return h;
+}
+
+static void handle_free(struct handle *h)
+{
+	close(h->fd);
+	pthread_cond_destroy(&h->moved);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+static void sleep_us(unsigned long long us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000ULL, .tv_nsec = (us % 1000000ULL) * 1000 };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/*
+ * Takes the handle's stream for a read at off; returns 1 when the stream
+ * had to be reopened there. Like rclone, a read elsewhere first gives the
+ * reads in flight a chance to bring the stream to it.
+ */
+static int stream_acquire(struct handle *h, off_t off)
+{
+	struct timespec deadline;
+	int gave_up = 0, reopen;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (time_t)(opt.read_wait_us / 1000000UL);
+	deadline.tv_nsec += (long)(opt.read_wait_us % 1000000UL) * 1000;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&h->lock);
+	while (h->busy || (h->pos != off && !gave_up)) {
+		if (h->pos != off && !gave_up)
+			gave_up = pthread_cond_timedwait(&h->moved, &h->lock, &deadline) == ETIMEDOUT;
+		else
+			pthread_cond_wait(&h->moved, &h->lock);
+	}
+	h->busy = 1;
+	reopen = h->pos != off;
+	pthread_mutex_unlock(&h->lock);
+	if (reopen) {
+		__atomic_add_fetch(&counters.reopens, 1, __ATOMIC_RELAXED);
+		/* Closing the old stream and opening one here: a round trip. */
+		sleep_us(opt.delay_us);
+	}
+	return reopen;
+}
+
+static void stream_release(struct handle *h, off_t pos)
+{
+	pthread_mutex_lock(&h->lock);
+	h->pos = pos;
+	h->busy = 0;
+	pthread_cond_broadcast(&h->moved);
+	pthread_mutex_unlock(&h->lock);
 }
 
 static void *sfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
@@ -164,7 +279,7 @@ static int sfs_getattr(const char *path, struct stat *st, struct fuse_file_info 
 		return 0;
 	}
 	if (fi)
-		return fstat((int)fi->fh, st) == -1 ? -errno : 0;
+		return fstat(handle_of(fi)->fd, st) == -1 ? -errno : 0;
 	return fstatat(srcfd, rel(path), st, AT_SYMLINK_NOFOLLOW) == -1 ? -errno : 0;
 }
 
@@ -229,6 +344,7 @@ static int sfs_releasedir(const char *path, struct fuse_file_info *fi)
 
 static int sfs_open(const char *path, struct fuse_file_info *fi)
 {
+	struct handle *h;
 	int fd;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY)
@@ -241,7 +357,12 @@ static int sfs_open(const char *path, struct fuse_file_info *fi)
 	fd = openat(srcfd, rel(path), O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
 		return -errno;
-	fi->fh = (uint64_t)fd;
+	h = handle_new(fd);
+	if (!h) {
+		close(fd);
+		return -ENOMEM;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = opt.direct_io;
 	fi->keep_cache = opt.keep_cache;
 	__atomic_add_fetch(&counters.opens, 1, __ATOMIC_RELAXED);
@@ -261,32 +382,50 @@ static int read_stats(char *buf, size_t size, off_t off)
 	return (int)size;
 }
 
-static int sfs_read(const char *path, char *buf, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+/* Reads size bytes at off (fewer at EOF); -errno on failure. */
+static ssize_t read_full(int fd, char *buf, size_t size, off_t off)
 {
 	size_t done = 0;
-	long now;
 
-	(void)path;
-	if (fi->fh == STATS_FH)
-		return read_stats(buf, size, off);
-
-	now = __atomic_add_fetch(&counters.inflight, 1, __ATOMIC_RELAXED);
-	counter_max(&counters.max_inflight, now);
-	simulate_latency(size);
 	while (done < size) {
-		ssize_t n = pread((int)fi->fh, buf + done, size - done, off + (off_t)done);
+		ssize_t n = pread(fd, buf + done, size - done, off + (off_t)done);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			__atomic_sub_fetch(&counters.inflight, 1, __ATOMIC_RELAXED);
 			return -errno;
 		}
 		if (n == 0)
 			break;
 		done += (size_t)n;
 	}
+	return (ssize_t)done;
+}
+
+static int sfs_read(const char *path, char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct handle *h;
+	ssize_t got;
+	size_t done;
+	long now;
+
+	(void)path;
+	if (fi->fh == STATS_FH)
+		return read_stats(buf, size, off);
+
+	h = handle_of(fi);
+	now = __atomic_add_fetch(&counters.inflight, 1, __ATOMIC_RELAXED);
+	counter_max(&counters.max_inflight, now);
+	if (opt.stream_per_handle)
+		stream_acquire(h, off);
+	simulate_latency(size);
+	got = read_full(h->fd, buf, size, off);
+	if (opt.stream_per_handle)
+		stream_release(h, off + (got > 0 ? (off_t)got : 0));
 	__atomic_sub_fetch(&counters.inflight, 1, __ATOMIC_RELAXED);
+	if (got < 0)
+		return (int)got;
+	done = (size_t)got;
 	__atomic_add_fetch(&counters.reads, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&counters.bytes, done, __ATOMIC_RELAXED);
 	counter_max(&counters.max_request, (long)size);
@@ -297,7 +436,7 @@ static int sfs_release(const char *path, struct fuse_file_info *fi)
 {
 	(void)path;
 	if (fi->fh != STATS_FH)
-		close((int)fi->fh);
+		handle_free(handle_of(fi));
 	return 0;
 }
 
