@@ -21,6 +21,7 @@
 #include "pagecache.h"
 #include "settings.h"
 #include "stats.h"
+#include "storage.h"
 
 __thread int pf_in_library __attribute__((tls_model("initial-exec")));
 
@@ -43,9 +44,7 @@ __thread int pf_in_library __attribute__((tls_model("initial-exec")));
  * time: each out-of-order read there costs a wait and a new request). */
 #define PF_PROBE_CHUNKS 6u
 /* Two reads in flight must deliver this much more than one to go wide. */
-#define PF_PROBE_GAIN 1.4
-/* Filesystems whose mode is remembered, so later streams skip the probe. */
-#define PF_LEARNED_DEVS 16u
+#define PF_PROBE_GAIN 1.2
 /* Longest time data read ahead is served without the server confirming the
  * file unchanged (past the client's attribute cache). */
 #define PF_MAX_STALE_NS ((uint64_t)1000000000)
@@ -198,8 +197,8 @@ static struct pf_stream *stream_new(int fd, off64_t pos, const struct stat *vers
 	s->validated_ns = pf_now_ns();
 	s->win = (unsigned *)&s->chunks[nslots];
 
-	pthread_mutex_lock(&pool.lock);
 	mode_start(s);
+	pthread_mutex_lock(&pool.lock);
 	s->all_next = pool.all;
 	if (pool.all)
 		pool.all->all_prev = s;
@@ -388,13 +387,6 @@ static struct pf_chunk *first_queued(struct pf_stream *s)
 }
 
 
-/* The mode learned per filesystem (st_dev), under pool.lock. */
-static struct {
-	dev_t dev;
-	uint8_t mode;
-} learned[PF_LEARNED_DEVS];
-static unsigned nlearned;
-
 static void mode_set(struct pf_stream *s, enum stream_mode mode)
 {
 	s->mode = (uint8_t)mode;
@@ -402,30 +394,16 @@ static void mode_set(struct pf_stream *s, enum stream_mode mode)
 }
 
 /* A new stream starts in the mode its filesystem was found to reward, or
- * probes (pool.lock held). */
+ * set by PREFETCH_PARALLEL, or probes. */
 static void mode_start(struct pf_stream *s)
 {
-	mode_set(s, MODE_PROBING);
-	for (unsigned i = 0; i < nlearned; i++)
-		if (learned[i].dev == s->version.st_dev)
-			mode_set(s, (enum stream_mode)learned[i].mode);
+	int parallel = pf_settings()->parallel;
+	enum pf_storage_mode known = parallel == PF_PARALLEL_AUTO ? pf_storage_mode(s->version.st_dev)
+				     : parallel ? PF_STORAGE_PARALLEL : PF_STORAGE_ORDERED;
+	mode_set(s, known == PF_STORAGE_PARALLEL  ? MODE_PARALLEL
+		    : known == PF_STORAGE_ORDERED ? MODE_ORDERED : MODE_PROBING);
 	if (s->mode == MODE_ORDERED)
 		PF_STAT_ADD(streams_ordered, 1);
-}
-
-static void mode_learn(dev_t dev, enum stream_mode mode)
-{
-	pthread_mutex_lock(&pool.lock);
-	unsigned i = 0;
-	while (i < nlearned && learned[i].dev != dev)
-		i++;
-	if (i == nlearned && nlearned < PF_LEARNED_DEVS)
-		nlearned++;
-	if (i < nlearned) {
-		learned[i].dev = dev;
-		learned[i].mode = (uint8_t)mode;
-	}
-	pthread_mutex_unlock(&pool.lock);
 }
 
 /* A chunk read while probing (s->lock held). After PF_PROBE_CHUNKS, the
@@ -448,7 +426,8 @@ static void probe_note(struct pf_stream *s, const struct pf_chunk *c)
 		PF_STAT_ADD(streams_ordered, 1);
 	PF_LOG(PF_LOG_INFO, "fd %d: two reads in flight gave %.2fx one (%u chunks in %llu us, fastest %llu us): %s", s->fd, gain, s->probed, (unsigned long long)elapsed / 1000, (unsigned long long)s->fastest_ns / 1000,
 	       mode == MODE_ORDERED ? "reading in order, one at a time" : "reading in parallel");
-	mode_learn(s->version.st_dev, mode);
+	pf_storage_learn(s->version.st_dev,
+			 mode == MODE_ORDERED ? PF_STORAGE_ORDERED : PF_STORAGE_PARALLEL);
 }
 
 /* The next chunk a worker may read: the first queued one, if the mode

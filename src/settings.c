@@ -134,6 +134,22 @@ static bool read_flag(const char *name, bool def, bool invalid, const char *inva
 	return invalid;
 }
 
+/* PREFETCH_PARALLEL: auto (measured per filesystem), or a boolean word: 1
+ * reads ahead in parallel, 0 in order, one read at a time. */
+static void read_parallel(void)
+{
+	const char *text = secure_getenv("PREFETCH_PARALLEL");
+	settings.parallel = PF_PARALLEL_AUTO;
+	if (!text || !*text || same_word(text, "auto"))
+		return;
+	int v = parse_bool(text);
+	if (v < 0)
+		pf_log_always("PREFETCH_PARALLEL=\"%s\" is not auto nor one of " PF_BOOL_WORDS
+			      "; measuring (auto)", text);
+	else
+		settings.parallel = v;
+}
+
 /* PREFETCH_STATS: a boolean word (1: stderr), else a path. A number other
  * than 0 and 1 is taken for a mistyped boolean, not for a file "./2"; and
  * /dev/stderr, a symbolic link that the file rule would refuse, means stderr. */
@@ -215,6 +231,7 @@ static void read_all(void)
 					   "using the default 0");
 	settings.mmap = read_flag("PREFETCH_MMAP", PF_MMAP_DEFAULT, PF_MMAP_DEFAULT,
 				  PF_MMAP_DEFAULT ? "using the default 1" : "using the default 0");
+	read_parallel();
 	read_stats();
 	fit_sizes(window_given, chunk_given);
 }

@@ -26,6 +26,7 @@
 #define PF_MIN_SEQUENTIAL_MIN  1
 #define PF_MIN_SEQUENTIAL_MAX  1000
 #define PF_MMAP_DEFAULT        true
+#define PF_PARALLEL_AUTO       (-1)
 
 struct pf_settings {
 	bool disabled;             /* PREFETCH_DISABLE: loaded, but pure pass-through */
@@ -40,6 +41,7 @@ struct pf_settings {
 	char stats_path[PATH_MAX];
 	int debug;                 /* PREFETCH_DEBUG level */
 	bool mmap;                 /* PREFETCH_MMAP: prefetch behind read-only file mappings */
+	int parallel;              /* PREFETCH_PARALLEL: 1, 0 (in order) or PF_PARALLEL_AUTO */
 };
 
 /* Reads the environment on first use (thread-safe), then returns the cache. */

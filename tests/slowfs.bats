@@ -349,3 +349,50 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 	echo "failed reads: $failed"
 	[ "$failed" -ge 1 ] && [ "$failed" -le 17 ]
 }
+
+# A handle served as one sequential stream (slowfs --stream-per-handle, as
+# rclone mount and mountpoint-s3 serve theirs) punishes reads out of order
+# with a wait and a reopen. The library measures it (two reads in flight
+# deliver no more than one) and reads in order there, one read at a time,
+# and in parallel on ordinary storage. The server's own counters tell:
+# reopens, and the most reads in flight. direct_io: through the page cache
+# the kernel's readahead blurs the measure (the mount table tells there).
+@test "libprefetch: in order on stream-per-handle storage, in parallel on ordinary storage" {
+	need_library
+	export PREFETCH_PARALLEL=auto
+	make_file "$SRC/data" 33554432
+	mount_or_skip --stream-per-handle --direct-io --delay-us=20000
+	run -0 check_three_modes md5sum "$MNT/data"
+	echo "$output"
+	cat "$MNT/.slowfs-stats"
+	assert_engaged
+	[ "$(stat_sum streams_ordered)" -eq 1 ]
+	# The program's three runs opened the file three times; the two
+	# reads of the probe never made the stream jump.
+	[ "$(slowfs_counter reopens)" -le 1 ]
+
+	slowfs_umount "$MNT"
+	mount_or_skip --direct-io --delay-us=20000
+	run -0 check_three_modes md5sum "$MNT/data"
+	echo "$output"
+	cat "$MNT/.slowfs-stats"
+	assert_engaged
+	[ "$(stat_sum streams_ordered)" -eq 0 ]
+	[ "$(slowfs_counter max_inflight)" -gt 2 ]
+}
+
+@test "libprefetch: PREFETCH_PARALLEL=0 reads in order, =1 in parallel, whatever the storage" {
+	need_library
+	make_file "$SRC/data" 16777216
+	mount_or_skip --delay-us=2000
+	PREFETCH_PARALLEL=0 run -0 check_three_modes md5sum "$MNT/data"
+	assert_engaged
+	[ "$(stat_sum streams_ordered)" -eq 1 ]
+	[ "$(slowfs_counter max_inflight)" -le 2 ]
+	slowfs_umount "$MNT"
+	mount_or_skip --stream-per-handle --delay-us=2000
+	PREFETCH_PARALLEL=1 run -0 check_three_modes md5sum "$MNT/data"
+	assert_engaged
+	[ "$(stat_sum streams_ordered)" -eq 0 ]
+	[ "$(slowfs_counter reopens)" -gt 0 ]
+}

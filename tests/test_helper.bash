@@ -107,6 +107,9 @@ export PREFETCH_SKIP_CACHED=0
 # Likewise the test files sit on a local disk, which is passed through by
 # default (kernel readahead keeps up there); the engine is tested on it.
 export PREFETCH_BLOCK_DEVICES=1
+# And the engine reads ahead in parallel: whether the storage rewards it is
+# measured (PREFETCH_PARALLEL=auto) in the storage tests, which say so.
+export PREFETCH_PARALLEL=1
 unset PREFETCH_DISABLE PREFETCH_STATS PREFETCH_DEBUG PREFETCH_WINDOW PREFETCH_CHUNK \
 	PREFETCH_THREADS PREFETCH_MAX_MEMORY PREFETCH_MIN_SEQUENTIAL
 

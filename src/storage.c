@@ -1,0 +1,118 @@
+#include "config.h"
+
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "libc.h"
+#include "log.h"
+#include "storage.h"
+
+#define PF_STORAGE_DEVS 32u
+
+/* dev + 1 (0: free slot), then the mode; written once each, read lock-free. */
+static struct {
+	unsigned long long dev1;
+	int mode;
+} known[PF_STORAGE_DEVS];
+
+/* FUSE clients that serve each open handle as one sequential stream (an
+ * HTTP range request): a read out of order there costs a wait and a new
+ * request (rclone's --vfs-read-wait, mountpoint-s3's seek window). Through
+ * the page cache, the kernel's own readahead blurs what two reads in
+ * flight measure (docs/benchmarks-storage.md), so their kind is taken from
+ * the mount table. */
+static const char *const one_stream_clients[] = {
+	"fuse.rclone", "fuse.mountpoint-s3", "fuse.gcsfuse", "fuse.goofys",
+};
+
+static bool one_stream_client(const char *fstype)
+{
+	for (size_t i = 0; i < sizeof(one_stream_clients) / sizeof(one_stream_clients[0]); i++)
+		if (strcmp(fstype, one_stream_clients[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Copies the type of a mountinfo line of dev ("ID PARENT MAJ:MIN root
+ * mountpoint options ... - TYPE source ...") into type. */
+static bool line_type(const char *line, const char *want, char *type)
+{
+	const char *at = strstr(line, want), *sep = strstr(line, " - ");
+	return at && sep && at < sep && sscanf(sep + 3, "%63s", type) == 1;
+}
+
+/* The filesystem type (64 bytes) of the mount of dev, from
+ * /proc/self/mountinfo, read in pieces: a container's table can be long. */
+static bool mount_type(dev_t dev, char type[64])
+{
+	enum { PIECE = 16384 };
+	char want[48];
+	snprintf(want, sizeof(want), " %u:%u ", major(dev), minor(dev));
+	char *buf = malloc(PIECE + 1);
+	int fd = buf ? pf_libc.open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC) : -1;
+	bool found = false;
+	size_t len = 0;
+	ssize_t r;
+	while (fd >= 0 && !found && (r = pf_libc.read(fd, buf + len, PIECE - len)) > 0) {
+		len += (size_t)r;
+		buf[len] = '\0';
+		char *line = buf, *end;
+		while (!found && (end = strchr(line, '\n'))) {
+			*end = '\0';
+			found = line_type(line, want, type);
+			line = end + 1;
+		}
+		len -= (size_t)(line - buf);
+		if (len == PIECE)
+			len = 0; /* a line longer than a piece: not a mount of ours */
+		memmove(buf, line, len);
+	}
+	if (fd >= 0)
+		pf_libc.close(fd);
+	free(buf);
+	return found;
+}
+
+static int *slot_of(dev_t dev, bool claim)
+{
+	unsigned long long dev1 = (unsigned long long)dev + 1;
+	for (unsigned i = 0; i < PF_STORAGE_DEVS; i++) {
+		unsigned long long d = __atomic_load_n(&known[i].dev1, __ATOMIC_ACQUIRE);
+		if (d == dev1)
+			return &known[i].mode;
+		if (d == 0 && claim &&
+		    __atomic_compare_exchange_n(&known[i].dev1, &d, dev1, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return &known[i].mode;
+		if (d == 0 && !claim)
+			return NULL;
+	}
+	return NULL;
+}
+
+void pf_storage_learn(dev_t dev, enum pf_storage_mode mode)
+{
+	int *m = slot_of(dev, true);
+	if (m)
+		__atomic_store_n(m, (int)mode, __ATOMIC_RELEASE);
+}
+
+enum pf_storage_mode pf_storage_mode(dev_t dev)
+{
+	int *m = slot_of(dev, false);
+	if (m)
+		return (enum pf_storage_mode)__atomic_load_n(m, __ATOMIC_ACQUIRE);
+	char type[64];
+	enum pf_storage_mode mode = PF_STORAGE_UNKNOWN;
+	if (mount_type(dev, type) && one_stream_client(type)) {
+		PF_LOG(PF_LOG_INFO, "%s serves a handle as one stream: reading in order", type);
+		mode = PF_STORAGE_ORDERED;
+	}
+	pf_storage_learn(dev, mode);
+	return mode;
+}

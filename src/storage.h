@@ -1,0 +1,25 @@
+/* What a filesystem rewards: reads ahead in parallel, or in order, one at a
+ * time (object-store clients that serve each handle as one sequential
+ * stream). Learned per filesystem, so that only a process's first stream
+ * on it measures. */
+#ifndef PF_STORAGE_H
+#define PF_STORAGE_H
+
+#include <sys/types.h>
+
+enum pf_storage_mode {
+	PF_STORAGE_UNKNOWN = 0, /* measure it */
+	PF_STORAGE_PARALLEL,
+	PF_STORAGE_ORDERED,
+};
+
+/* What is known of the filesystem of fd (device dev): learned, or the
+ * client's own kind where it is one that serves a handle as one stream.
+ * Called by the reading thread (it reads /proc/self/mountinfo once per
+ * filesystem, through a descriptor it closes before returning). */
+enum pf_storage_mode pf_storage_mode(dev_t dev);
+
+/* Remembers what a stream measured on dev. Lock-free: safe across fork. */
+void pf_storage_learn(dev_t dev, enum pf_storage_mode mode);
+
+#endif
