@@ -4,6 +4,7 @@
  *   slowfs [--delay-us=N] [--bandwidth=BYTES_PER_SEC] [--direct-io]
  *          [--keep-cache] [--max-read=BYTES] [--threads=N] [--stats=PATH]
  *          [--stream-per-handle] [--read-wait-us=N]
+ *          [--stream-rate=BYTES_PER_SEC] [--stream-ahead=BYTES]
  *          SRCDIR MOUNTPOINT [-f] [-s] [-d] [-o fuse-options]
  *
  * Every read request sleeps delay_us, plus size/bandwidth when a bandwidth
@@ -25,8 +26,12 @@
  * waits up to --read-wait-us (default 20000, rclone's --vfs-read-wait) for
  * other requests to bring the stream there, then pays a reopen (one more
  * delay) and moves the stream. Separate handles have separate streams.
- * The server's own run-ahead is not modelled: in-order reads cost what they
- * cost without the option, so only the out-of-order penalty differs.
+ * By default the server's own run-ahead is not modelled: in-order reads cost
+ * what they cost without the option, so only the out-of-order penalty
+ * differs. With --stream-rate, a (re)opened stream instead pays one delay and
+ * then flows at that rate, running ahead of the reader by up to
+ * --stream-ahead (default 16 MiB, rclone's --buffer-size): in-order reads
+ * wait only for bytes that have not arrived yet.
  *
  * Readiness: without -f the process daemonizes only after the mount is in
  * place, so when `slowfs SRC MNT` returns the mount is usable.
@@ -69,11 +74,13 @@ struct options {
 	int keep_cache;
 	int stream_per_handle;
 	unsigned long read_wait_us;
+	unsigned long long stream_rate;
+	unsigned long long stream_ahead;
 	char *stats_path;
 	int show_help;
 };
 
-static struct options opt = { .threads = 16, .read_wait_us = 20000 };
+static struct options opt = { .threads = 16, .read_wait_us = 20000, .stream_ahead = 16u << 20 };
 static char *srcdir;
 static int srcfd = -1;
 
@@ -93,6 +100,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("--stats=%s", stats_path),
 	OPT("--stream-per-handle", stream_per_handle),
 	OPT("--read-wait-us=%lu", read_wait_us),
+	OPT("--stream-rate=%llu", stream_rate),
+	OPT("--stream-ahead=%llu", stream_ahead),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
 	FUSE_OPT_END
@@ -111,6 +120,8 @@ static void usage(const char *prog)
 	       "  --stream-per-handle   one sequential stream per open handle;\n"
 	       "                        other offsets wait, then reopen it\n"
 	       "  --read-wait-us=N      wait for in-order reads (default 20000)\n"
+	       "  --stream-rate=B       a stream flows at B bytes/s after one delay\n"
+	       "  --stream-ahead=BYTES  and runs that far ahead (default 16 MiB)\n"
 	       "  -f                    stay in the foreground\n\n", prog);
 }
 
@@ -171,6 +182,11 @@ struct handle {
 	off_t pos;
 	/* a request is being served by the stream */
 	int busy;
+	/* --stream-rate: the stream has started; it had fetched up to filled
+	 * at fill_ns (touched only by the request that holds busy) */
+	int opened;
+	off_t filled;
+	uint64_t fill_ns;
 };
 
 static struct handle *handle_of(const struct fuse_file_info *fi)
@@ -201,6 +217,14 @@ static void handle_free(struct handle *h)
 	pthread_cond_destroy(&h->moved);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void sleep_us(unsigned long long us)
@@ -243,7 +267,39 @@ static int stream_acquire(struct handle *h, off_t off)
 		/* Closing the old stream and opening one here: a round trip. */
 		sleep_us(opt.delay_us);
 	}
+	if (opt.stream_rate && (reopen || !h->opened)) {
+		if (!reopen)
+			sleep_us(opt.delay_us);
+		h->opened = 1;
+		h->filled = off;
+		h->fill_ns = now_ns();
+	}
 	return reopen;
+}
+
+/* --stream-rate: waits until the stream has brought [off, off + size). */
+static void stream_transfer(struct handle *h, off_t off, size_t size)
+{
+	uint64_t now = now_ns(), elapsed = now - h->fill_ns;
+	unsigned long long rate = opt.stream_rate;
+	off_t cap = off + (off_t)opt.stream_ahead, want = off + (off_t)size, filled = cap;
+
+	/* What arrived since the last read; the stream pauses at the cap. */
+	if (elapsed < 1000000000ULL * (unsigned long long)opt.stream_ahead / rate) {
+		unsigned long long add = elapsed * rate / 1000000000ULL;
+
+		if (h->filled + (off_t)add < cap)
+			filled = h->filled + (off_t)add;
+	}
+	if (filled < want) {
+		unsigned long long wait_ns = (unsigned long long)(want - filled) * 1000000000ULL / rate;
+
+		sleep_us(wait_ns / 1000);
+		now += wait_ns;
+		filled = want;
+	}
+	h->filled = filled;
+	h->fill_ns = now;
 }
 
 static void stream_release(struct handle *h, off_t pos)
@@ -418,7 +474,10 @@ static int sfs_read(const char *path, char *buf, size_t size, off_t off,
 	counter_max(&counters.max_inflight, now);
 	if (opt.stream_per_handle)
 		stream_acquire(h, off);
-	simulate_latency(size);
+	if (opt.stream_per_handle && opt.stream_rate)
+		stream_transfer(h, off, size);
+	else
+		simulate_latency(size);
 	got = read_full(h->fd, buf, size, off);
 	if (opt.stream_per_handle)
 		stream_release(h, off + (got > 0 ? (off_t)got : 0));

@@ -100,6 +100,22 @@ three_programs() {
 	slowfs_umount "$MNT"
 }
 
+@test "slowfs --stream-per-handle --stream-rate: a stream flows at its rate" {
+	local why
+	! why=$(storage_unavailable slowfs-stream) || skip "$why"
+	make_file "$SRC/data" 4194304
+	need_fuse
+	slowfs_mount "$SRC" "$MNT" --stream-per-handle --stream-rate=8388608 --direct-io \
+		--delay-us=1000 || skip "FUSE cannot be mounted here"
+	local t0=$EPOCHREALTIME t1
+	cmp "$SRC/data" "$MNT/data"
+	t1=$EPOCHREALTIME
+	cat "$MNT/.slowfs-stats"
+	grep -q ' reopens=0$' "$MNT/.slowfs-stats"
+	# 4 MiB at 8 MiB/s: at least half a second.
+	[ $(( ${t1/./} - ${t0/./} )) -ge 500000 ]
+}
+
 @test "sshfs with latency: same output in three modes, and the library engages" {
 	make_inputs
 	mount_or_skip sshfs
