@@ -35,6 +35,10 @@ __thread int pf_in_library __attribute__((tls_model("initial-exec")));
 #define PF_INITIAL_DEPTH 8u
 #define PF_OFF_MAX ((off64_t)LLONG_MAX)
 #define PF_WORKER_STACK ((size_t)256 * 1024)
+/* The longest skip forward that keeps a reader a forward reader, and the
+ * reads in a row such a reader needs before a stream. */
+#define PF_SKIP_MAX ((off64_t)2 * 1024 * 1024)
+#define PF_SKIP_RUN 8u
 /* Preads outside the window in a row before a stream is given up. */
 #define PF_MAX_MISSES 16u
 /* A new stream keeps two reads in flight for its first PF_PROBE_CHUNKS
@@ -321,7 +325,8 @@ static void stream_advance(struct pf_stream *s)
 		struct pf_chunk *c = win_chunk(s, n);
 		if (c->off + (off64_t)s->chunk_size > s->pos)
 			break;
-		if (c->state == CHUNK_DONE && c->used == s->chunk_size && s->depth < s->max_depth)
+		/* Read or skipped over: the reader is moving on. */
+		if (c->state == CHUNK_DONE && s->depth < s->max_depth)
 			s->depth++;
 		chunk_retire(s, c);
 		n++;
@@ -1002,7 +1007,42 @@ static bool first_look(struct pf_fd *slot, int fd, const struct pf_read_req *req
 		at = pf_libc.lseek64(fd, 0, SEEK_CUR);
 	if (at == 0)
 		slot->flags |= PF_FDF_FROM_START;
+	slot->next_off = at;
 	return false;
+}
+
+/* Where a read lands against the last one's end. read() lands where the
+ * offset is: a seek in between was judged by on_seek. */
+enum read_step { STEP_EXACT, STEP_FORWARD, STEP_ELSEWHERE };
+
+static enum read_step read_step(const struct pf_fd *slot, const struct pf_read_req *req)
+{
+	off64_t gap = req->offset - slot->next_off;
+	if (req->offset == PF_AT_FILE_OFFSET || gap == 0)
+		return STEP_EXACT;
+	return slot->next_off >= 0 && gap > 0 && gap <= PF_SKIP_MAX ? STEP_FORWARD : STEP_ELSEWHERE;
+}
+
+static void count_step(struct pf_fd *slot, enum read_step step)
+{
+	if (step == STEP_ELSEWHERE) {
+		slot->seq_reads = 1;
+		slot->flags &= (uint8_t)~PF_FDF_SKIPPED;
+		return;
+	}
+	if (step == STEP_FORWARD)
+		slot->flags |= PF_FDF_SKIPPED;
+	slot->seq_reads++;
+}
+
+/* Reads in a row before a stream: a run with skips forward needs more of
+ * them, so that a random reader, whose next read lands ahead now and then,
+ * does not look like one. */
+static unsigned run_needed(const struct pf_fd *slot, const struct pf_settings *cfg)
+{
+	if (!(slot->flags & PF_FDF_SKIPPED) || cfg->min_sequential >= PF_SKIP_RUN)
+		return cfg->min_sequential;
+	return PF_SKIP_RUN;
 }
 
 /* A read of a descriptor without a stream: pass it through, and count
@@ -1013,17 +1053,18 @@ static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req
 	const struct pf_settings *cfg = pf_settings();
 	if (slot->state == PF_FD_WATCHING && first_look(slot, fd, req))
 		slot->state = PF_FD_IGNORED;
-	bool sequential = req->offset == PF_AT_FILE_OFFSET || req->offset == slot->next_off;
-	if (!sequential)
+	enum read_step step = read_step(slot, req);
+	if (step != STEP_EXACT)
 		slot->flags &= (uint8_t)~PF_FDF_FROM_START;
+	off64_t at = req->offset == PF_AT_FILE_OFFSET ? slot->next_off : req->offset;
 	pthread_mutex_unlock(&slot->lock);
 	ssize_t r = pass_through(fd, req);
 	int saved = errno;
 	pthread_mutex_lock(&slot->lock);
 	if (slot->state == PF_FD_WATCHING && r > 0) {
-		slot->seq_reads = sequential ? (uint16_t)(slot->seq_reads + 1) : 1;
-		slot->next_off = req->offset == PF_AT_FILE_OFFSET ? -1 : req->offset + r;
-		if (slot->seq_reads >= cfg->min_sequential || (slot->flags & PF_FDF_SEQ_ADVICE))
+		count_step(slot, step);
+		slot->next_off = at >= 0 ? at + r : -1;
+		if (slot->seq_reads >= run_needed(slot, cfg) || (slot->flags & PF_FDF_SEQ_ADVICE))
 			try_engage(slot, fd, slot->next_off);
 	}
 	errno = saved;
@@ -1117,7 +1158,7 @@ static void slot_reset(struct pf_fd *slot)
 }
 
 /* Runs fn on the slot of fd under its lock, if the slot exists. */
-static void with_slot(int fd, void (*fn)(struct pf_fd *slot, int arg), int arg)
+static void with_slot(int fd, void (*fn)(struct pf_fd *slot, off64_t arg), off64_t arg)
 {
 	struct pf_fd *slot = pf_fd_find(fd);
 	if (!slot)
@@ -1133,12 +1174,12 @@ static void with_slot(int fd, void (*fn)(struct pf_fd *slot, int arg), int arg)
 
 /* Forgets the slot; then, given the descriptor of a file just opened for
  * reading (or -1), prefetches it at once. */
-static void on_new_file(struct pf_fd *slot, int fd_to_engage)
+static void on_new_file(struct pf_fd *slot, off64_t fd_to_engage)
 {
 	slot_reset(slot);
 	if (fd_to_engage >= 0) {
 		slot->flags |= PF_FDF_FROM_START; /* a file just opened is at offset 0 */
-		struct pf_stream *s = try_engage(slot, fd_to_engage, 0);
+		struct pf_stream *s = try_engage(slot, (int)fd_to_engage, 0);
 		if (s) {
 			s->speculative = true;
 			PF_STAT_ADD(streams_at_open, 1);
@@ -1179,26 +1220,34 @@ void pf_fd_closing_range(unsigned first, unsigned last)
 	errno = saved;
 }
 
-static void on_seek(struct pf_fd *slot, int unused)
+/* The file offset moved to `to` (slot lock held). A skip forward of at
+ * most PF_SKIP_MAX keeps a forward reader (tar over a member's data, dd
+ * skip=), and so does a stream: the next read tells whether it landed in
+ * the window. Anything else starts the count again. */
+static void on_seek(struct pf_fd *slot, off64_t to)
 {
-	(void)unused;
 	if (slot->state == PF_FD_CACHED)
 		slot->state = PF_FD_WATCHING;
-	slot->seq_reads = 0;
 	slot->flags &= (uint8_t)~PF_FDF_FROM_START;
-	/* A stream keeps going: the next read tells whether it landed in the
-	 * window (a short skip forward) or elsewhere. */
+	if (slot->next_off >= 0 && to >= slot->next_off && to - slot->next_off <= PF_SKIP_MAX) {
+		if (to > slot->next_off)
+			slot->flags |= PF_FDF_SKIPPED;
+	} else {
+		slot->seq_reads = 0;
+		slot->flags &= (uint8_t)~PF_FDF_SKIPPED;
+	}
+	slot->next_off = to;
 }
 
-void pf_fd_seeked(int fd)
+void pf_fd_seeked(int fd, off64_t to)
 {
 	struct pf_fd *slot = pf_fd_find(fd);
 	if (slot && __atomic_load_n(&slot->state, __ATOMIC_RELAXED) == PF_FD_IGNORED)
 		return; /* nothing to reset; an advice or a reopen changes the state */
-	with_slot(fd, on_seek, 0);
+	with_slot(fd, on_seek, to);
 }
 
-static void on_advice(struct pf_fd *slot, int advice)
+static void on_advice(struct pf_fd *slot, off64_t advice)
 {
 	switch (advice) {
 	case POSIX_FADV_RANDOM:

@@ -44,8 +44,8 @@ void pf_fd_opened(int fd, bool for_reading);
 void pf_fd_closing(int fd);
 void pf_fd_closing_range(unsigned first, unsigned last);
 
-/* lseek moved the offset (not a SEEK_CUR query). */
-void pf_fd_seeked(int fd);
+/* lseek moved the offset to `to` (not a SEEK_CUR query). */
+void pf_fd_seeked(int fd, off64_t to);
 
 /* posix_fadvise: RANDOM and DONTNEED stop prefetching, SEQUENTIAL starts it
  * at the next read, NORMAL restores the default. */

@@ -31,6 +31,7 @@ enum pf_fd_flags {
 	PF_FDF_RANDOM_ADVICE = 1 << 2, /* ignored because the program said RANDOM */
 	PF_FDF_LOOKED_AT = 1 << 3, /* fstat'd at its first read (first_look) */
 	PF_FDF_FROM_START = 1 << 4, /* read from offset 0 on, sequentially so far */
+	PF_FDF_SKIPPED = 1 << 5,  /* the current run of reads skipped forward */
 };
 
 struct pf_stream;
@@ -41,7 +42,7 @@ struct pf_fd {
 	uint8_t flags;            /* enum pf_fd_flags */
 	uint16_t seq_reads;       /* consecutive reads, each where the last ended */
 	uint32_t reserved;
-	off64_t next_off;         /* end of the last pread (pread pattern) */
+	off64_t next_off;         /* where the next read is expected, -1 unknown */
 	uint64_t bypass_left;     /* PF_FD_CACHED: bytes until the next cache check */
 	struct pf_stream *stream; /* PF_FD_STREAMING only */
 };

@@ -308,7 +308,7 @@ static void seeked(int fd, off64_t result, off64_t offset, int whence)
 {
 	/* lseek(fd, 0, SEEK_CUR) only asks where the offset is. */
 	if (result >= 0 && !(whence == SEEK_CUR && offset == 0) && pf_active())
-		pf_fd_seeked(fd);
+		pf_fd_seeked(fd, result);
 }
 
 PF_EXPORT off_t lseek(int fd, off_t offset, int whence)

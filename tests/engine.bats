@@ -75,3 +75,29 @@ load test_helper
 	[ "$(stat_sum streams_dropped)" -eq 1 ]
 	[ "$(stat_sum bytes_wasted)" -gt 0 ]
 }
+
+@test "a reader that skips forward (read, skip, read...) is followed; its window covers the skips" {
+	make_file data 40000000
+	local steps=() i
+	for i in $(seq 1 60); do steps+=(read:65536:1 skip:196608); done
+	same_in_three_modes "$HELPERS/access_pattern" data "${steps[@]}"
+	assert_engaged
+	[ "$(stat_sum files_prefetched)" -eq 1 ]
+	[ "$(stat_sum streams_dropped)" -eq 0 ]
+	# A skip longer than PF_SKIP_MAX (2 MiB) ends the run: never engaged.
+	rm -f "$STATS"
+	steps=()
+	for i in $(seq 1 12); do steps+=(read:65536:1 skip:3000000); done
+	same_in_three_modes "$HELPERS/access_pattern" data "${steps[@]}"
+	assert_not_engaged
+}
+
+@test "tar tf (a header, then lseek over the member's data) is prefetched" {
+	command -v tar > /dev/null || skip "tar missing"
+	mkdir m
+	local i
+	for i in $(seq 1 40); do make_file "m/f$i" $((200000 + i * 1000)); done
+	tar cf a.tar -C m .
+	same_in_three_modes tar tf a.tar
+	assert_engaged
+}
