@@ -41,12 +41,14 @@ __thread int pf_in_library __attribute__((tls_model("initial-exec")));
 #define PF_SKIP_RUN 8u
 /* Preads outside the window in a row before a stream is given up. */
 #define PF_MAX_MISSES 16u
-/* A new stream keeps two reads in flight for its first PF_PROBE_CHUNKS
- * chunks: enough to see whether the storage serves two at once (then it
- * goes wide) or one after the other, as object-store clients that serve a
- * handle as one sequential stream do (then it reads in order, one at a
- * time: each out-of-order read there costs a wait and a new request). */
-#define PF_PROBE_CHUNKS 6u
+/* A new stream reads its first PF_PROBE_ALONE chunks one at a time, then
+ * PF_PROBE_PAIRED two at a time: enough to see whether the storage serves
+ * two at once (then it goes wide) or one after the other, as object-store
+ * clients that serve a handle as one sequential stream do (then it reads in
+ * order, one at a time: each out-of-order read there costs a wait and a new
+ * request). */
+#define PF_PROBE_ALONE 2u
+#define PF_PROBE_PAIRED 4u
 /* Two reads in flight must deliver this much more than one to go wide. */
 #define PF_PROBE_GAIN 1.2
 /* Longest time data read ahead is served without the server confirming the
@@ -77,7 +79,7 @@ enum chunk_state { CHUNK_FREE, CHUNK_QUEUED, CHUNK_READING, CHUNK_DONE };
 /* How many reads of a stream may be in flight, and so in what order they
  * reach the storage. */
 enum stream_mode {
-	MODE_PROBING,  /* two: measuring what the storage rewards */
+	MODE_PROBING,  /* one, then two: measuring what the storage rewards */
 	MODE_PARALLEL, /* as many as there are workers */
 	MODE_ORDERED,  /* one, in file order: a sequential stream per handle */
 };
@@ -123,8 +125,10 @@ struct pf_stream {
 	uint8_t mode;             /* enum stream_mode */
 	unsigned max_inflight;    /* reads in flight the mode allows */
 	unsigned probed;          /* chunks measured while probing */
-	uint64_t fastest_ns;      /* quickest of them */
-	uint64_t probe_start;     /* when the first of them was claimed */
+	uint64_t alone_ns;        /* how long the last one read alone took */
+	unsigned probe_rounds;    /* probes that found no gain */
+	uint64_t busy_ns;         /* time with a read in flight, while probing */
+	uint64_t busy_since;      /* when inflight last went from 0 to 1 */
 	unsigned *win;            /* nwin slot indices, file order */
 	struct pf_chunk chunks[]; /* nslots */
 };
@@ -167,8 +171,6 @@ static void stream_unref_locked(struct pf_stream *s)
 		stream_free(s);
 }
 
-static void mode_start(struct pf_stream *s);
-
 static struct pf_stream *stream_new(int fd, off64_t pos, const struct stat *version,
 				    const struct pf_settings *cfg, unsigned scale)
 {
@@ -201,7 +203,6 @@ static struct pf_stream *stream_new(int fd, off64_t pos, const struct stat *vers
 	s->validated_ns = pf_now_ns();
 	s->win = (unsigned *)&s->chunks[nslots];
 
-	mode_start(s);
 	pthread_mutex_lock(&pool.lock);
 	s->all_next = pool.all;
 	if (pool.all)
@@ -395,41 +396,62 @@ static struct pf_chunk *first_queued(struct pf_stream *s)
 static void mode_set(struct pf_stream *s, enum stream_mode mode)
 {
 	s->mode = (uint8_t)mode;
-	s->max_inflight = mode == MODE_PROBING ? 2 : mode == MODE_ORDERED ? 1 : UINT_MAX;
+	s->max_inflight = mode == MODE_PARALLEL ? UINT_MAX : 1;
 }
 
-/* A new stream starts in the mode its filesystem was found to reward, or
- * set by PREFETCH_PARALLEL, or probes. */
-static void mode_start(struct pf_stream *s)
+/* A new stream starts in the mode set by PREFETCH_PARALLEL, or that its
+ * filesystem was found to reward, or probes. Only where its reads bypass
+ * the page cache: through it, the kernel's readahead on the same open file
+ * reads ahead of the probe's reads and blurs what they take (there the
+ * mount table names the clients that serve a handle as one stream). */
+static void mode_start(struct pf_stream *s, bool uncached)
 {
 	int parallel = pf_settings()->parallel;
 	enum pf_storage_mode known = parallel == PF_PARALLEL_AUTO ? pf_storage_mode(s->version.st_dev)
 				     : parallel ? PF_STORAGE_PARALLEL : PF_STORAGE_ORDERED;
+	if (known == PF_STORAGE_UNKNOWN && !uncached)
+		known = PF_STORAGE_PARALLEL;
 	mode_set(s, known == PF_STORAGE_PARALLEL  ? MODE_PARALLEL
 		    : known == PF_STORAGE_ORDERED ? MODE_ORDERED : MODE_PROBING);
 	if (s->mode == MODE_ORDERED)
 		PF_STAT_ADD(streams_ordered, 1);
 }
 
-/* A chunk read while probing (s->lock held). After PF_PROBE_CHUNKS, the
- * gain of two reads in flight over one: the chunks read since the first
- * was claimed, against one chunk per fastest read. Near 1 when the storage
- * served them one after the other, near 2 when at once. */
+/* A chunk read while probing (s->lock held). After the paired chunks, the
+ * gain of two reads in flight over one: the paired chunks over the time a
+ * read was in flight, against one chunk per read alone. Near 1 when the
+ * storage served them one after the other, near 2 when at once. A verdict
+ * of no gain is measured twice: a busy CPU delays reads too. */
 static void probe_note(struct pf_stream *s, const struct pf_chunk *c)
 {
 	if (c->len != s->chunk_size || c->err)
 		return; /* the end of the file is no measure */
-	if (!s->fastest_ns || c->fetch_ns < s->fastest_ns)
-		s->fastest_ns = c->fetch_ns;
-	if (++s->probed < PF_PROBE_CHUNKS)
+	uint64_t now = pf_now_ns();
+	if (++s->probed <= PF_PROBE_ALONE) {
+		s->alone_ns = c->fetch_ns;
+		if (s->probed == PF_PROBE_ALONE) {
+			s->max_inflight = 2;
+			s->busy_ns = 0;
+			s->busy_since = now;
+		}
 		return;
-	uint64_t elapsed = pf_now_ns() - s->probe_start;
-	double gain = (double)s->probed * (double)s->fastest_ns / (double)(elapsed ? elapsed : 1);
+	}
+	if (s->probed < PF_PROBE_ALONE + PF_PROBE_PAIRED)
+		return;
+	uint64_t busy = s->busy_ns + (s->inflight ? now - s->busy_since : 0);
+	double gain = (double)PF_PROBE_PAIRED * (double)s->alone_ns / (double)(busy ? busy : 1);
+	if (gain < PF_PROBE_GAIN && ++s->probe_rounds < 2) {
+		s->probed = 0; /* once more, from reads alone */
+		s->max_inflight = 1;
+		return;
+	}
 	enum stream_mode mode = gain >= PF_PROBE_GAIN ? MODE_PARALLEL : MODE_ORDERED;
 	mode_set(s, mode);
 	if (mode == MODE_ORDERED)
 		PF_STAT_ADD(streams_ordered, 1);
-	PF_LOG(PF_LOG_INFO, "fd %d: two reads in flight gave %.2fx one (%u chunks in %llu us, fastest %llu us): %s", s->fd, gain, s->probed, (unsigned long long)elapsed / 1000, (unsigned long long)s->fastest_ns / 1000,
+	PF_LOG(PF_LOG_INFO, "fd %d: two reads in flight gave %.2fx one (%u us alone, %u in %llu us): %s",
+	       s->fd, gain, (unsigned)(s->alone_ns / 1000), PF_PROBE_PAIRED,
+	       (unsigned long long)busy / 1000,
 	       mode == MODE_ORDERED ? "reading in order, one at a time" : "reading in parallel");
 	pf_storage_learn(s->version.st_dev,
 			 mode == MODE_ORDERED ? PF_STORAGE_ORDERED : PF_STORAGE_PARALLEL);
@@ -447,7 +469,8 @@ static struct pf_chunk *next_claimable(struct pf_stream *s)
 /* Records a finished chunk (s->lock held). */
 static void chunk_finished(struct pf_stream *s, struct pf_chunk *c)
 {
-	s->inflight--;
+	if (--s->inflight == 0)
+		s->busy_ns += pf_now_ns() - s->busy_since;
 	if (c->stale) {
 		PF_STAT_ADD(bytes_wasted, c->len);
 		c->stale = false;
@@ -466,9 +489,8 @@ static void chunk_finished(struct pf_stream *s, struct pf_chunk *c)
 static void chunk_claim(struct pf_stream *s, struct pf_chunk *c)
 {
 	c->state = CHUNK_READING;
-	s->inflight++;
-	if (s->mode == MODE_PROBING && !s->probe_start)
-		s->probe_start = pf_now_ns();
+	if (s->inflight++ == 0 && s->mode == MODE_PROBING)
+		s->busy_since = pf_now_ns();
 }
 
 /* Reads a claimed chunk on the calling thread (s->lock held, dropped while
@@ -693,9 +715,10 @@ static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	}
 	/* Doubled only where the doubled window fits the memory cap: a small
 	 * PREFETCH_MAX_MEMORY keeps chunks that it can hold. */
+	bool uncached = bypasses_page_cache(fd, pos);
 	unsigned scale = 1;
-	if (cfg->window * PF_UNCACHED_SCALE <= cfg->max_memory &&
-	    cfg->chunk * PF_UNCACHED_SCALE <= PF_CHUNK_MAX && bypasses_page_cache(fd, pos)) {
+	if (uncached && cfg->window * PF_UNCACHED_SCALE <= cfg->max_memory &&
+	    cfg->chunk * PF_UNCACHED_SCALE <= PF_CHUNK_MAX) {
 		scale = PF_UNCACHED_SCALE;
 		PF_STAT_ADD(streams_uncached, 1);
 	}
@@ -704,6 +727,7 @@ static struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 		PF_LOG(PF_LOG_WARN, "fd %d: out of memory for a stream; passing through", fd);
 		return NULL;
 	}
+	mode_start(s, uncached);
 	s->from_start = slot->flags & PF_FDF_FROM_START;
 	slot->stream = s;
 	slot->state = PF_FD_STREAMING;
