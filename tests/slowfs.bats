@@ -306,14 +306,15 @@ fresh_prefetch() { cp "$SRC/pristine" "$SRC/data" && with_prefetch "$@"; }
 }
 
 # dies_mid_read CMD...: mounts a fresh slowfs, runs CMD on $MNT/data in the
-# background, kills the server with SIGKILL half a second in, and prints
-# CMD's exit status and messages.
+# background, kills the server with SIGKILL 1.5 s in, and prints
+# CMD's exit status and messages. At 100 ms per request, 4 workers read
+# 20 MB/s: the reader is still at it, on a loaded machine too.
 dies_mid_read() {
 	slowfs_umount "$MNT"
-	slowfs_mount "$SRC" "$MNT" --direct-io --delay-us=50000 || return 1
+	slowfs_mount "$SRC" "$MNT" --direct-io --delay-us=100000 || return 1
 	"$@" "$MNT/data" > /dev/null 2> "$BATS_TEST_TMPDIR/reader.err" &
 	local reader=$!
-	sleep 0.5
+	sleep 1.5
 	pkill -KILL -f "^$SLOWFS .*$MNT\$" || return 1
 	wait "$reader"
 	echo "exit $?: $(sed "s|$MNT|MNT|" "$BATS_TEST_TMPDIR/reader.err")"
@@ -329,7 +330,7 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 	need_library
 	need_fuse
 	make_file "$SRC/data" 134217728
-	export PREFETCH_THREADS=16
+	export PREFETCH_THREADS=4
 	for i in 1 2 3; do
 		rm -f "$STATS"
 		run -0 compare_modes dead_plain dead_disabled dead_prefetch cat
@@ -347,7 +348,7 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 	grep -q 'Software caused connection abort' <<< "$output"
 	failed=$(grep -c 'pread64(' "$BATS_TEST_TMPDIR/strace")
 	echo "failed reads: $failed"
-	[ "$failed" -ge 1 ] && [ "$failed" -le 17 ]
+	[ "$failed" -ge 1 ] && [ "$failed" -le 5 ]
 }
 
 # A handle served as one sequential stream (slowfs --stream-per-handle, as
@@ -360,9 +361,9 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 @test "libprefetch: in order on stream-per-handle storage, in parallel on ordinary storage" {
 	need_library
 	export PREFETCH_PARALLEL=auto
-	make_file "$SRC/data" 33554432
-	mount_or_skip --stream-per-handle --direct-io --delay-us=20000
-	run -0 check_three_modes md5sum "$MNT/data"
+	make_file "$SRC/data" 16777216
+	mount_or_skip --stream-per-handle --direct-io --delay-us=50000
+	run -0 check_three_modes cat "$MNT/data"
 	echo "$output"
 	cat "$MNT/.slowfs-stats"
 	assert_engaged
@@ -372,8 +373,8 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 	[ "$(slowfs_counter reopens)" -le 1 ]
 
 	slowfs_umount "$MNT"
-	mount_or_skip --direct-io --delay-us=20000
-	run -0 check_three_modes md5sum "$MNT/data"
+	mount_or_skip --direct-io --delay-us=50000
+	run -0 check_three_modes cat "$MNT/data"
 	echo "$output"
 	cat "$MNT/.slowfs-stats"
 	assert_engaged
