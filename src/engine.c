@@ -112,6 +112,7 @@ struct pf_stream {
 	unsigned inflight;        /* chunks READING (by workers or the reader) */
 	unsigned nbufs;           /* chunk buffers allocated */
 	unsigned misses;          /* preads outside the window in a row */
+	off64_t glance_end;       /* end of the last pread well ahead of pos, 0 if none */
 	off64_t pos;              /* where the reader is expected next */
 	off64_t next_off;         /* end of the window: the next chunk to schedule */
 	off64_t eof_hint;         /* nothing is scheduled at or past this */
@@ -935,6 +936,19 @@ static void stream_moved(struct pf_stream *s, off64_t pos, bool at_eof)
 	stream_advance(s);
 }
 
+/* A pread more than a chunk ahead of the reader, which the next read does
+ * not go on from: a scanner looking at an index page before it goes on with
+ * its leaves (sqlite), served from the window without moving the reader's
+ * position, which would retire the chunks it comes back to (s->lock held). */
+static bool glance_ahead(struct pf_stream *s, const struct pf_read_req *req, off64_t start,
+			 off64_t end)
+{
+	bool ahead = req->offset != PF_AT_FILE_OFFSET && start > s->pos + (off64_t)s->chunk_size;
+	bool goes_on = s->glance_end && start >= s->glance_end;
+	s->glance_end = ahead && !goes_on ? end : 0;
+	return ahead && !goes_on;
+}
+
 /* A pread outside the window that leaves the stream alone: the file offset
  * did not move, and an index or header read elsewhere does not end a
  * sequential reader, unless it happens PF_MAX_MISSES times in a row
@@ -999,7 +1013,8 @@ static ssize_t stream_read(struct pf_fd *slot, int fd, const struct pf_read_req 
 
 	if (s) {
 		pthread_mutex_lock(&s->lock);
-		stream_moved(s, start + (off64_t)done, done == 0 && err == 0);
+		if (!glance_ahead(s, req, start, start + (off64_t)done))
+			stream_moved(s, start + (off64_t)done, done == 0 && err == 0);
 		pthread_mutex_unlock(&s->lock);
 	}
 
