@@ -121,6 +121,8 @@ struct pf_stream {
 	uint64_t served;          /* bytes handed to the program */
 	bool from_start;          /* the reader started at offset 0: a whole-file reader at EOF */
 	bool speculative;         /* started at open, before any read */
+	bool borrowed;            /* a split read: buffers are the program's */
+	off64_t split_end;        /* a split read's end: its last piece is shorter */
 	bool shrunk;              /* a read ahead ended short of version's size */
 	bool failed;              /* a read ahead failed: fetch nothing more */
 	uint8_t mode;             /* enum stream_mode */
@@ -153,7 +155,7 @@ static void stream_free(struct pf_stream *s)
 		s->all_next->all_prev = s->all_prev;
 	pthread_mutex_unlock(&pool.lock);
 
-	for (unsigned i = 0; i < s->nslots; i++) {
+	for (unsigned i = 0; i < s->nslots && !s->borrowed; i++) {
 		if (s->chunks[i].buf) {
 			free(s->chunks[i].buf);
 			pf_memory_release(s->chunk_size);
@@ -499,8 +501,11 @@ static void chunk_claim(struct pf_stream *s, struct pf_chunk *c)
  * wait for a worker to pick the chunk up. */
 static void chunk_read_now(struct pf_stream *s, struct pf_chunk *c)
 {
+	size_t size = s->chunk_size;
+	if (s->borrowed && s->split_end - c->off < (off64_t)size)
+		size = (size_t)(s->split_end - c->off);
 	pthread_mutex_unlock(&s->lock);
-	chunk_fetch(s->fd, c, s->chunk_size);
+	chunk_fetch(s->fd, c, size);
 	pthread_mutex_lock(&s->lock);
 	chunk_finished(s, c);
 }
@@ -1084,14 +1089,134 @@ static unsigned run_needed(const struct pf_fd *slot, const struct pf_settings *c
 	return PF_SKIP_RUN;
 }
 
+/* Reads of at least PF_SPLIT_MIN are split in pieces of at least
+ * PF_SPLIT_PIECE, at most one per worker (sort reads its whole input in
+ * one read()). */
+#define PF_SPLIT_MIN ((size_t)4 * 1024 * 1024)
+#define PF_SPLIT_PIECE ((size_t)1024 * 1024)
+#define PF_NOT_SPLIT ((ssize_t)-2)
+
+/* Whether one large read of fd at start may be split (slot lock held):
+ * a candidate file, data not cached, storage that takes reads out of
+ * order. */
+static bool splittable(struct pf_fd *slot, int fd, off64_t start, size_t total, struct stat *st)
+{
+	const struct pf_settings *cfg = pf_settings();
+	if (fstat(fd, st) != 0 || pf_excluded_file(st) || start >= st->st_size)
+		return false;
+	if (!(slot->flags & PF_FDF_CLASSIFIED)) {
+		if (!is_candidate(fd))
+			return false;
+		slot->flags |= PF_FDF_CLASSIFIED;
+	}
+	if (cfg->parallel == 0 || (cfg->parallel == PF_PARALLEL_AUTO &&
+				   pf_storage_mode(st->st_dev) == PF_STORAGE_ORDERED))
+		return false;
+	off64_t end = start + (off64_t)total < st->st_size ? start + (off64_t)total : st->st_size;
+	return !(cfg->skip_cached && range_cached(fd, start, end)) && pool_start(cfg) == 0;
+}
+
+/* The pieces of a split read, read by the workers and this thread
+ * straight into the program's buffer: the bytes up to the first piece
+ * that came back short, or 0 with the first piece's errno (s->lock held). */
+static ssize_t split_wait(struct pf_stream *s, int *err)
+{
+	struct pf_chunk *c;
+	while ((c = first_queued(s)) || s->inflight) {
+		if (c) {
+			chunk_claim(s, c);
+			chunk_read_now(s, c);
+		} else {
+			pthread_cond_wait(&s->changed, &s->lock);
+		}
+	}
+	size_t done = 0;
+	for (unsigned i = 0; i < s->nwin; i++) {
+		c = win_chunk(s, i);
+		done += c->len;
+		off64_t want = s->split_end - c->off;
+		if (want > (off64_t)s->chunk_size)
+			want = (off64_t)s->chunk_size;
+		if ((off64_t)c->len < want) {
+			if (done == 0)
+				*err = c->err;
+			break;
+		}
+	}
+	return (ssize_t)done;
+}
+
+/* One large read split into parallel pieces (slot lock held throughout, so
+ * that a close waits for the workers' reads of the descriptor). The range
+ * is claimed first, as stream_read does. PF_NOT_SPLIT when it does not
+ * apply. */
+static ssize_t split_read(struct pf_fd *slot, int fd, const struct pf_read_req *req, size_t total)
+{
+	const struct pf_settings *cfg = pf_settings();
+	off64_t start = req->offset == PF_AT_FILE_OFFSET ? slot->next_off : req->offset;
+	struct stat st;
+	if (req->iovcnt != 1 || total < PF_SPLIT_MIN || start < 0 ||
+	    !splittable(slot, fd, start, total, &st))
+		return PF_NOT_SPLIT;
+	if (req->offset == PF_AT_FILE_OFFSET) {
+		off64_t end = pf_libc.lseek64(fd, (off64_t)total, SEEK_CUR);
+		if (end < 0)
+			return PF_NOT_SPLIT;
+		start = end - (off64_t)total;
+	}
+	unsigned pieces = (unsigned)(total / PF_SPLIT_PIECE);
+	if (pieces > cfg->threads)
+		pieces = cfg->threads;
+	size_t piece = (total / pieces + 4095) & ~(size_t)4095;
+	struct pf_stream *s = stream_new(fd, start, &st, cfg, 1);
+	if (!s) {
+		if (req->offset == PF_AT_FILE_OFFSET)
+			pf_libc.lseek64(fd, start, SEEK_SET);
+		return PF_NOT_SPLIT;
+	}
+	s->borrowed = true;
+	s->chunk_size = piece;
+	s->split_end = start + (off64_t)total;
+	mode_set(s, MODE_PARALLEL);
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < pieces && (size_t)i * piece < total; i++) {
+		struct pf_chunk *c = &s->chunks[i];
+		c->buf = (char *)req->iov[0].iov_base + (size_t)i * piece;
+		c->off = start + (off64_t)((size_t)i * piece);
+		c->state = CHUNK_QUEUED;
+		s->win[s->nwin++] = i;
+	}
+	runq_push(s);
+	int err = 0;
+	ssize_t done = split_wait(s, &err);
+	s->closing = true;
+	PF_STAT_ADD(reads_split, 1);
+	PF_STAT_ADD(bytes_served, done);
+	stream_unref_locked(s);
+	if (req->offset == PF_AT_FILE_OFFSET && done != (ssize_t)total)
+		pf_libc.lseek64(fd, start + done, SEEK_SET);
+	slot->next_off = start + done;
+	if (done == 0 && err) {
+		errno = err;
+		return -1;
+	}
+	return done;
+}
+
 /* A read of a descriptor without a stream: pass it through, and count
  * sequential reads (slot lock held, dropped during the read itself, which
  * may block for ever on a pipe or socket). */
-static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req *req)
+static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
+			    size_t total)
 {
 	const struct pf_settings *cfg = pf_settings();
 	if (slot->state == PF_FD_WATCHING && first_look(slot, fd, req))
 		slot->state = PF_FD_IGNORED;
+	if (slot->state == PF_FD_WATCHING && total >= PF_SPLIT_MIN) {
+		ssize_t r = split_read(slot, fd, req, total);
+		if (r != PF_NOT_SPLIT)
+			return r;
+	}
 	enum read_step step = read_step(slot, req);
 	if (step != STEP_EXACT)
 		slot->flags &= (uint8_t)~PF_FDF_FROM_START;
@@ -1173,7 +1298,7 @@ ssize_t pf_read_fd(int fd, const struct pf_read_req *req)
 		pf_in_library = 0;
 		return r;
 	default:
-		r = watched_read(slot, fd, req);
+		r = watched_read(slot, fd, req, total);
 		break;
 	}
 	int saved = errno;
@@ -1385,7 +1510,7 @@ void pf_engine_atfork_child(void)
 	struct pf_stream *s = pool.all;
 	while (s) {
 		struct pf_stream *next = s->all_next;
-		for (unsigned i = 0; i < s->nslots; i++)
+		for (unsigned i = 0; i < s->nslots && !s->borrowed; i++)
 			free(s->chunks[i].buf);
 		free(s);
 		s = next;

@@ -117,3 +117,20 @@ load test_helper
 	[ "$(stat_sum streams_dropped)" -le 3 ]
 	[ "$(stat_sum bytes_wasted)" -le $(($(stat_sum bytes_fetched) / 3)) ]
 }
+
+# sort reads its whole input in one read(): such a read is split in pieces
+# that the workers read at once, straight into the program's buffer.
+@test "a read of 4 MiB or more is split in parallel pieces: same bytes, offsets and end of file" {
+	make_file data 20000000
+	same_in_three_modes "$HELPERS/access_pattern" data read:8388608:3 read:65536:1 seek:100 read:16777216:1
+	assert_engaged
+	[ "$(stat_sum reads_split)" -ge 2 ]
+	grep -q '^read 3222784 ' "$BATS_TEST_TMPDIR/out.enabled"
+	rm -f "$STATS"
+	# In order only, where the storage says so: never split.
+	PREFETCH_PARALLEL=0 same_in_three_modes "$HELPERS/access_pattern" data read:8388608:2
+	[ "$(stat_sum reads_split)" -eq 0 ]
+	rm -f "$STATS"
+	same_in_three_modes sort data
+	[ "$(stat_sum reads_split)" -ge 1 ]
+}
