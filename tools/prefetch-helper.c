@@ -498,14 +498,15 @@ static void print_summary(const struct totals *t, FILE *out)
 	}
 	if (v[F_FILES] || v[F_MMAP]) {
 		char what[256] = "", used[256] = "";
+		/* files_prefetched counts streams: a file read again after a
+		 * seek is a second one. */
 		if (v[F_FILES])
-			snprintf(what, sizeof(what), "%s of %llu %s",
-				 human_bytes(v[F_FETCHED], a, sizeof(a)), v[F_FILES],
-				 plural(v[F_FILES], "file", "files"));
+			snprintf(what, sizeof(what), "%llu %s",
+				 v[F_FILES], plural(v[F_FILES], "stream", "streams"));
 		if (v[F_MMAP])
-			snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%s of %llu %s",
-				 v[F_FILES] ? " and " : "", human_bytes(v[F_MMAP_POP], b, sizeof(b)),
-				 v[F_MMAP], plural(v[F_MMAP], "mapping", "mappings"));
+			snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%llu %s",
+				 v[F_FILES] ? ", " : "", v[F_MMAP],
+				 plural(v[F_MMAP], "mapping", "mappings"));
 		if (v[F_FETCHED])
 			snprintf(used, sizeof(used), "; %s of it used (%llu%%), %s%s",
 				 human_bytes(v[F_SERVED], c, sizeof(c)),
@@ -517,8 +518,9 @@ static void print_summary(const struct totals *t, FILE *out)
 			snprintf(wait, sizeof(wait), "%llu ms", (v[F_WAIT] + 500) / 1000);
 		else
 			snprintf(wait, sizeof(wait), "%.1f s", (double)v[F_WAIT] / 1e6);
-		fprintf(out, "%s: read ahead %s for %s%s; still waited %s for data\n", ME, what,
-			progs, used, wait);
+		fprintf(out, "%s: read ahead %s for %s (%s)%s; still waited %s for data\n", ME,
+			human_bytes(v[F_FETCHED] + v[F_MMAP_POP], a, sizeof(a)), progs, what, used,
+			wait);
 	} else {
 		fprintf(out, "%s: nothing was read ahead%s%s%s\n", ME, t->nprogs ? " (" : "", progs,
 			t->nprogs ? ")" : "");
