@@ -159,6 +159,12 @@ EOF
 	run -3 "$PREFETCH_WRAPPER" --stats sh -c 'exit 3'
 	run -0 bash -c 'echo through | "$0" --stats cat' "$PREFETCH_WRAPPER"
 	[[ ${lines[0]} == through ]]
+	# A caller that ignores SIGCHLD still gets the status.
+	if command -v perl > /dev/null; then
+		run -5 perl -e '$SIG{CHLD} = "IGNORE"; exec @ARGV' \
+			"$PREFETCH_HELPER_BIN" run "$PREFETCH_LIB" sh -c 'exit 5'
+		[[ $output == "prefetch: nothing was read ahead: no process reported"* ]]
+	fi
 	# Death by a signal is passed on as such (bash: 128 + 15).
 	run -143 "$PREFETCH_WRAPPER" --stats sh -c 'kill -TERM $$'
 	# The command's descriptors: the same numbers as without the wrapper

@@ -488,8 +488,8 @@ static void print_summary(const struct totals *t, FILE *out)
 	char a[32], b[32], c[32], progs[256];
 	prog_list(t, progs, sizeof(progs));
 	if (t->lines == 0) {
-		fprintf(out, "%s: no statistics: no program of the command loaded the library "
-			"(static and set-user-ID programs cannot)\n", ME);
+		fprintf(out, "%s: nothing was read ahead: no process reported (static and "
+			"set-user-ID programs do not load the library; _exit skips the report)\n", ME);
 		return;
 	}
 	if (s->disabled) {
@@ -642,6 +642,11 @@ static int cmd_run(const char *preload, char **argv)
 	sigset_t all, saved;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &saved);
+	/* A caller that ignored SIGCHLD would have the child reaped unseen. */
+	struct sigaction old_chld, dfl;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &dfl, &old_chld);
 	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++) {
 		sigaction(forwarded[i], NULL, &old[i]);
 		if (old[i].sa_handler != SIG_IGN)
@@ -651,6 +656,7 @@ static int cmd_run(const char *preload, char **argv)
 	if (pid == 0) {
 		for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
 			sigaction(forwarded[i], &old[i], NULL);
+		sigaction(SIGCHLD, &old_chld, NULL);
 		sigprocmask(SIG_SETMASK, &saved, NULL);
 		execvp(argv[0], argv);
 		int err = errno;
@@ -665,6 +671,7 @@ static int cmd_run(const char *preload, char **argv)
 		unsetenv("PREFETCH_STATS");
 		for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
 			sigaction(forwarded[i], &old[i], NULL);
+		sigaction(SIGCHLD, &old_chld, NULL);
 		sigprocmask(SIG_SETMASK, &saved, NULL);
 		execvp(argv[0], argv);
 		fprintf(stderr, "%s: %s: %s\n", ME, argv[0], strerror(errno));
@@ -673,7 +680,7 @@ static int cmd_run(const char *preload, char **argv)
 	child_pid = pid;
 	sigprocmask(SIG_SETMASK, &saved, NULL);
 
-	int status;
+	int status = 0;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	child_pid = 0;
