@@ -210,6 +210,14 @@ EOF
 	echo "$stderr"
 	[ "$(grep -c 'smaller than PREFETCH_CHUNK' <<< "$stderr")" -eq 1 ]
 	[ "$output" = "1048576 1M" ]
+	# With no variable set there is nothing to check: no helper is started.
+	printf '#!/bin/sh\ntouch "%s/ran"\n' "$PWD" > fake-helper
+	chmod +x fake-helper
+	env -u PREFETCH_SKIP_CACHED -u PREFETCH_BLOCK_DEVICES PREFETCH_HELPER="$PWD/fake-helper" \
+		"$PREFETCH_WRAPPER" true
+	[ ! -e ran ]
+	PREFETCH_HELPER="$PWD/fake-helper" "$PREFETCH_WRAPPER" true
+	[ -e ran ]
 	# Valid values are passed on as written.
 	run -0 "$PREFETCH_WRAPPER" --window=16M --threads=4 sh -c 'echo "$PREFETCH_WINDOW $PREFETCH_THREADS"'
 	[ "$output" = "16M 4" ]
