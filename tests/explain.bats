@@ -132,7 +132,7 @@ fs_type() {
 	[[ $output == *"proc is a pseudo filesystem"* ]]
 	printf 'small' > small
 	run -0 "$PREFETCH_WRAPPER" --block-devices=1 --skip-cached=0 --explain small
-	[[ $output == *"why: 5 bytes is at most one chunk (PREFETCH_CHUNK=256K)"* ]]
+	[[ $output == *"why: 5 bytes is less than one chunk (PREFETCH_CHUNK=256K)"* ]]
 	run -1 --separate-stderr "$PREFETCH_WRAPPER" --explain missing small
 	[ "$stderr" = "prefetch: missing: No such file or directory" ]
 	[ "${lines[0]}" = "small: passed through" ]

@@ -353,8 +353,8 @@ static int explain_one(const char *path, const struct pf_settings *s)
 	} else if (block && !s->block_devices) {
 		snprintf(why, sizeof(why), "on a local block device, where the kernel's readahead "
 			 "keeps up (PREFETCH_BLOCK_DEVICES=1 prefetches it anyway)");
-	} else if ((unsigned long long)st.st_size <= s->chunk) {
-		snprintf(why, sizeof(why), "%s is at most one chunk (PREFETCH_CHUNK=%s): one read, "
+	} else if ((unsigned long long)st.st_size < s->chunk) {
+		snprintf(why, sizeof(why), "%s is less than one chunk (PREFETCH_CHUNK=%s): one read, "
 			 "nothing to overlap", human_bytes((unsigned long long)st.st_size, b, sizeof(b)),
 			 setting_size(s->chunk, c, sizeof(c)));
 	} else if (all && s->skip_cached) {
@@ -574,9 +574,11 @@ static int summarize(const char *path, FILE *out)
 	}
 	struct totals t;
 	memset(&t, 0, sizeof(t));
-	char line[2048];
-	while (fgets(line, sizeof(line), f))
+	char *line = NULL;
+	size_t size = 0;
+	while (getline(&line, &size, f) > 0)
 		add_line(&t, line);
+	free(line);
 	fclose(f);
 	print_summary(&t, out);
 	fflush(out);
