@@ -10,8 +10,8 @@
  *                                      print a summary; CMD's status
  *   prefetch-helper summary FILE       the summary of a statistics file
  *
- * It links src/settings.c and src/log.c, not the library: the settings are
- * read and warned about exactly as each process would. */
+ * It links src/settings.c, src/log.c and src/libc.c, not the library: the
+ * settings are read and warned about exactly as each process would. */
 #include "config.h"
 
 #include <errno.h>
@@ -26,11 +26,11 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "libc.h"
 #include "settings.h"
 
 #define ME "prefetch"
@@ -238,27 +238,14 @@ static bool mount_type(dev_t dev, char *type, size_t size)
 	return found;
 }
 
-struct pf_cachestat_range {
-	uint64_t off, len;
-};
-
-struct pf_cachestat {
-	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
-};
-
-#ifndef SYS_cachestat
-#define SYS_cachestat 451
-#endif
-
 /* Pages of the file in the page cache (cachestat(2), Linux 6.5, for the
  * owner, root or a writer), or -1 with errno. Nothing is read. */
 static long long cached_pages(int fd)
 {
-	struct pf_cachestat_range range = { 0, 0 }; /* 0: to the end */
-	struct pf_cachestat cs;
-	if (syscall(SYS_cachestat, fd, &range, &cs, 0) != 0)
+	uint64_t pages;
+	if (pf_cachestat(fd, 0, 0, &pages) != 0) /* length 0: to the end */
 		return -1;
-	return (long long)cs.nr_cache;
+	return (long long)pages;
 }
 
 static const char *file_kind(mode_t mode)
