@@ -475,8 +475,8 @@ static void print_summary(const struct totals *t, FILE *out)
 	char a[32], b[32], c[32], progs[256];
 	prog_list(t, progs, sizeof(progs));
 	if (t->lines == 0) {
-		fprintf(out, "%s: nothing was read ahead: no process reported (static and "
-			"set-user-ID programs do not load the library; _exit skips the report)\n", ME);
+		fprintf(out, "%s: nothing was read ahead: no process reported (killed by a signal, "
+			"ended by _exit, static or set-user-ID)\n", ME);
 		return;
 	}
 	if (s->disabled) {
