@@ -224,3 +224,47 @@ EOF
 	run -0 "$PREFETCH_WRAPPER" --window=16M --threads=4 sh -c 'echo "$PREFETCH_WINDOW $PREFETCH_THREADS"'
 	[ "$output" = "16M 4" ]
 }
+
+# on_terminal CMD...: runs CMD on a new pseudo-terminal, types ^C once CMD
+# printed "ready", and prints what the terminal showed and how CMD ended.
+on_terminal() {
+	python3 - "$@" <<'PY'
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+out, sent = b"", False
+while True:
+    try:
+        data = os.read(fd, 1024)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+    if not sent and b"ready" in out:
+        os.write(fd, b"\x03")
+        sent = True
+_, status = os.waitpid(pid, 0)
+print(out.decode(errors="replace").replace("\r", ""))
+print("signal" if os.WIFSIGNALED(status) else "exit",
+      os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+PY
+}
+
+@test "--stats: the terminal's ^C reaches the command once, as without the wrapper" {
+	need_runtime_first_or_skip
+	command -v python3 > /dev/null || skip "python3 missing"
+	local script='trap "echo INT" INT; echo ready; sleep 1; echo done'
+	run -0 on_terminal sh -c "$script"
+	local plain=$output
+	run -0 on_terminal "$PREFETCH_WRAPPER" --stats sh -c "$script"
+	echo "plain: $plain"
+	echo "wrapped: $output"
+	[ "$(grep -c 'INT$' <<< "$output")" -eq 1 ]
+	[ "$(grep -v '^prefetch: \|^  ' <<< "$output")" = "$plain" ]
+	# A command that dies of it: the wrapper too, after its summary.
+	run -0 on_terminal "$PREFETCH_WRAPPER" --stats sh -c 'echo ready; sleep 5'
+	[ "${lines[-1]}" = "signal 2" ]
+	[[ $output == *"prefetch: nothing was read ahead"* ]]
+}
