@@ -35,7 +35,7 @@ first_preload() {
 	run -0 "$PREFETCH_WRAPPER" --help
 	[[ ${lines[0]} == "Usage: prefetch "* ]]
 	[[ $output == *"--window=SIZE"* ]]
-	[[ $output == *"--stats[=PATH]"* ]]
+	[[ $output == *"--stats=PATH"* && $output == *"--explain PATH..."* ]]
 	run -0 "$PREFETCH_WRAPPER" -h
 	[[ ${lines[0]} == "Usage: prefetch "* ]]
 }
@@ -123,7 +123,7 @@ first_preload() {
 
 	# (Statistics go to stderr, kept apart.)
 	run -0 --separate-stderr "$PREFETCH_WRAPPER" --chunk=64K --max-memory 1G \
-		--min-sequential=5 --skip-cached 1 --block-devices=0 --debug=3 --stats --disable \
+		--min-sequential=5 --skip-cached 1 --block-devices=0 --debug=3 --stats=1 --disable \
 		env -u PREFETCH_PARALLEL sh -c 'env | grep "^PREFETCH_" | sort'
 	[ "$output" = "$(printf '%s\n' PREFETCH_BLOCK_DEVICES=0 PREFETCH_CHUNK=64K PREFETCH_DEBUG=3 \
 		PREFETCH_DISABLE=1 PREFETCH_MAX_MEMORY=1G PREFETCH_MIN_SEQUENTIAL=5 \
@@ -186,6 +186,10 @@ first_preload() {
 	[ -f "$inst$libdir/libprefetch.so" ]
 	[ -f "$inst$mandir/man1/prefetch.1" ]
 	[ -f "$inst$mandir/man7/libprefetch.7" ]
+	local helper
+	helper=$(make_var pkglibexecdir)/prefetch-helper
+	[ -x "$inst$helper" ]
+	grep -qF "'$helper'" "$inst$bindir/prefetch"
 
 	# The substituted library path is the configured libdir (no DESTDIR in
 	# it), and nothing was left unsubstituted.
@@ -202,6 +206,17 @@ first_preload() {
 	PREFETCH_LIBRARY="$inst$libdir/libprefetch.so" \
 		run -0 "$inst$bindir/prefetch" --stats="$STATS" cat data
 	assert_engaged
+
+	# PREFETCH_HELPER names the helper, as PREFETCH_LIBRARY the library.
+	PREFETCH_HELPER="$inst$helper" PREFETCH_LIBRARY="$inst$libdir/libprefetch.so" \
+		run -0 "$inst$bindir/prefetch" --stats cat data
+	[[ $output == *"prefetch: read ahead "* ]]
+	PREFETCH_HELPER="$inst$helper" run -0 "$inst$bindir/prefetch" --explain data
+	[[ ${lines[0]} == "data: "* ]]
+	if [ ! -x "$helper" ]; then
+		run -125 "$inst$bindir/prefetch" --explain data
+		[[ $output == *"--explain needs the helper, not found: $helper"* ]]
+	fi
 
 	# Without PREFETCH_LIBRARY it looks in the configured libdir, never in
 	# the build tree.
