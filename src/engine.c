@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
-#include <linux/magic.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -599,36 +598,6 @@ static void stream_detach(struct pf_fd *slot, bool wait_inflight)
 }
 
 /* --- candidates ------------------------------------------------------------------- */
-
-bool pf_pseudo_filesystem(long type)
-{
-	switch (type) {
-	case PROC_SUPER_MAGIC:
-	case SYSFS_MAGIC:
-	case DEBUGFS_MAGIC:
-	case TRACEFS_MAGIC:
-	case SECURITYFS_MAGIC:
-	case CGROUP_SUPER_MAGIC:
-	case CGROUP2_SUPER_MAGIC:
-	case DEVPTS_SUPER_MAGIC:
-	case BPF_FS_MAGIC:
-	case PSTOREFS_MAGIC:
-	case EFIVARFS_MAGIC:
-	case SELINUX_MAGIC:
-	case SMACK_MAGIC:
-	case BINFMTFS_MAGIC:
-	case HUGETLBFS_MAGIC:   /* its pages are memory already */
-	case 0x65735543: /* fusectl */
-	case 0x19800202: /* mqueue */
-	case 0x62656570: /* configfs */
-	case 0x6e736673: /* nsfs */
-	case 0x50495045: /* pipefs */
-	case 0x534f434b: /* sockfs */
-		return true;
-	default:
-		return false;
-	}
-}
 
 /* Only read-only regular files (the caller checked S_ISREG) on real
  * filesystems are prefetched. */

@@ -54,10 +54,6 @@ void pf_fd_advised(int fd, int advice);
 /* fcntl(F_SETFL) set flags such as O_DIRECT. */
 void pf_fd_flags_changed(int fd, int flags);
 
-/* Filesystems whose files are not data on storage (proc, sysfs, cgroup,
- * hugetlbfs, ...): never prefetched. */
-bool pf_pseudo_filesystem(long type);
-
 /* Files whose reads and mappings are never prefetched: anything but a
  * regular file, and (unless PREFETCH_BLOCK_DEVICES=1) files on a local
  * block device, counted in block_device_skips. */

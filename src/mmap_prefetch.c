@@ -132,6 +132,7 @@
 #include "log.h"
 #include "mmap_prefetch.h"
 #include "pagecache.h"
+#include "storage.h"
 #include "settings.h"
 #include "stats.h"
 

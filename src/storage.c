@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,36 @@ static bool one_stream_client(const char *fstype)
 	return false;
 }
 
+bool pf_pseudo_filesystem(long type)
+{
+	switch (type) {
+	case PROC_SUPER_MAGIC:
+	case SYSFS_MAGIC:
+	case DEBUGFS_MAGIC:
+	case TRACEFS_MAGIC:
+	case SECURITYFS_MAGIC:
+	case CGROUP_SUPER_MAGIC:
+	case CGROUP2_SUPER_MAGIC:
+	case DEVPTS_SUPER_MAGIC:
+	case BPF_FS_MAGIC:
+	case PSTOREFS_MAGIC:
+	case EFIVARFS_MAGIC:
+	case SELINUX_MAGIC:
+	case SMACK_MAGIC:
+	case BINFMTFS_MAGIC:
+	case HUGETLBFS_MAGIC:   /* its pages are memory already */
+	case 0x65735543: /* fusectl */
+	case 0x19800202: /* mqueue */
+	case 0x62656570: /* configfs */
+	case 0x6e736673: /* nsfs */
+	case 0x50495045: /* pipefs */
+	case 0x534f434b: /* sockfs */
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Copies the type of a mountinfo line of dev ("ID PARENT MAJ:MIN root
  * mountpoint options ... - TYPE source ...") into type. */
 static bool line_type(const char *line, const char *want, char *type)
@@ -48,7 +79,7 @@ static bool line_type(const char *line, const char *want, char *type)
 
 /* The filesystem type (64 bytes) of the mount of dev, from
  * /proc/self/mountinfo, read in pieces: a container's table can be long. */
-static bool mount_type(dev_t dev, char type[64])
+bool pf_mount_type(dev_t dev, char type[64])
 {
 	enum { PIECE = 16384 };
 	char want[48];
@@ -109,7 +140,7 @@ enum pf_storage_mode pf_storage_mode(dev_t dev)
 		return (enum pf_storage_mode)__atomic_load_n(m, __ATOMIC_ACQUIRE);
 	char type[64];
 	enum pf_storage_mode mode = PF_STORAGE_UNKNOWN;
-	if (mount_type(dev, type) && one_stream_client(type)) {
+	if (pf_mount_type(dev, type) && one_stream_client(type)) {
 		PF_LOG(PF_LOG_INFO, "%s serves a handle as one stream: reading in order", type);
 		mode = PF_STORAGE_ORDERED;
 	}

@@ -5,6 +5,7 @@
 #ifndef PF_STORAGE_H
 #define PF_STORAGE_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 enum pf_storage_mode {
@@ -21,5 +22,13 @@ enum pf_storage_mode pf_storage_mode(dev_t dev);
 
 /* Remembers what a stream measured on dev. Lock-free: safe across fork. */
 void pf_storage_learn(dev_t dev, enum pf_storage_mode mode);
+
+/* Filesystems whose files are not data on storage (proc, sysfs, cgroup,
+ * hugetlbfs, ...): never prefetched. */
+bool pf_pseudo_filesystem(long type);
+
+/* The filesystem type of the mount of dev as mount(8) shows it ("ext4",
+ * "fuse.sshfs"), from /proc/self/mountinfo; false when not found. */
+bool pf_mount_type(dev_t dev, char type[64]);
 
 #endif

@@ -56,7 +56,8 @@ fs_type() {
 	[[ ${lines[1]} == "  filesystem: fuse.slowfs (fuse), not on a local block device (device 0:"* ]]
 	[[ ${lines[2]} == "  size: 7.6 MiB; in the page cache: none of it" ]]
 	[[ ${lines[3]} == "  why: after 3 sequential reads"*"256K chunks up to 8M ahead"* ]]
-	[[ ${lines[4]} == "settings: window 8M, chunk 256K, threads 16, "* ]]
+	[[ ${lines[4]} == "  mode: in parallel"* ]]
+	[[ ${lines[5]} == "settings: window 8M, chunk 256K, threads 16, "* ]]
 	[ "$(slowfs_reads)" -eq "$before" ]
 	[ ! -e "$STATS" ]
 }

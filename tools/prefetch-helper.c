@@ -32,6 +32,7 @@
 
 #include "libc.h"
 #include "settings.h"
+#include "storage.h"
 
 #define ME "prefetch"
 
@@ -155,54 +156,53 @@ static void print_settings(const struct pf_settings *s)
 struct fs_name {
 	long magic;
 	const char *name;
-	bool pseudo;    /* never prefetched: the engine's pf_pseudo_filesystem() */
 };
 
-/* statfs(2) f_type names. The pseudo ones are the list of
- * pf_pseudo_filesystem() in src/engine.c, which this must follow. */
+/* statfs(2) f_type names; which are pseudo filesystems is the library's
+ * own pf_pseudo_filesystem() (src/storage.c). */
 static const struct fs_name fs_names[] = {
-	{ 0xEF53, "ext2/ext3/ext4", false },
-	{ 0x58465342, "xfs", false },
-	{ 0x9123683E, "btrfs", false },
-	{ 0x01021994, "tmpfs", false },
-	{ 0x858458f6, "ramfs", false },
-	{ 0x794c7630, "overlay", false },
-	{ 0x65735546, "fuse", false },
-	{ 0x6969, "nfs", false },
-	{ 0xFF534D42, "cifs", false },
-	{ 0xFE534D42, "smb2", false },
-	{ 0x6B414653, "afs", false },
-	{ 0x00C36400, "ceph", false },
-	{ 0x47504653, "gpfs", false },
-	{ 0x0BD00BD0, "lustre", false },
-	{ 0x2FC12FC1, "zfs", false },
-	{ 0x9660, "iso9660", false },
-	{ 0x4d44, "vfat", false },
-	{ 0x5346544e, "ntfs", false },
-	{ 0x73717368, "squashfs", false },
-	{ 0xF2F52010, "f2fs", false },
-	{ 0x01021997, "9p", false },
-	{ 0x9fa0, "proc", true },
-	{ 0x62656572, "sysfs", true },
-	{ 0x64626720, "debugfs", true },
-	{ 0x74726163, "tracefs", true },
-	{ 0x73636673, "securityfs", true },
-	{ 0x27e0eb, "cgroup", true },
-	{ 0x63677270, "cgroup2", true },
-	{ 0x1cd1, "devpts", true },
-	{ 0xcafe4a11, "bpf", true },
-	{ 0x6165676C, "pstore", true },
-	{ 0xde5e81e4, "efivarfs", true },
-	{ 0xf97cff8c, "selinuxfs", true },
-	{ 0x43415d53, "smackfs", true },
-	{ 0x42494e4d, "binfmt_misc", true },
-	{ 0x958458f6, "hugetlbfs", true },
-	{ 0x65735543, "fusectl", true },
-	{ 0x19800202, "mqueue", true },
-	{ 0x62656570, "configfs", true },
-	{ 0x6e736673, "nsfs", true },
-	{ 0x50495045, "pipefs", true },
-	{ 0x534f434b, "sockfs", true },
+	{ 0xEF53, "ext2/ext3/ext4" },
+	{ 0x58465342, "xfs" },
+	{ 0x9123683E, "btrfs" },
+	{ 0x01021994, "tmpfs" },
+	{ 0x858458f6, "ramfs" },
+	{ 0x794c7630, "overlay" },
+	{ 0x65735546, "fuse" },
+	{ 0x6969, "nfs" },
+	{ 0xFF534D42, "cifs" },
+	{ 0xFE534D42, "smb2" },
+	{ 0x6B414653, "afs" },
+	{ 0x00C36400, "ceph" },
+	{ 0x47504653, "gpfs" },
+	{ 0x0BD00BD0, "lustre" },
+	{ 0x2FC12FC1, "zfs" },
+	{ 0x9660, "iso9660" },
+	{ 0x4d44, "vfat" },
+	{ 0x5346544e, "ntfs" },
+	{ 0x73717368, "squashfs" },
+	{ 0xF2F52010, "f2fs" },
+	{ 0x01021997, "9p" },
+	{ 0x9fa0, "proc" },
+	{ 0x62656572, "sysfs" },
+	{ 0x64626720, "debugfs" },
+	{ 0x74726163, "tracefs" },
+	{ 0x73636673, "securityfs" },
+	{ 0x27e0eb, "cgroup" },
+	{ 0x63677270, "cgroup2" },
+	{ 0x1cd1, "devpts" },
+	{ 0xcafe4a11, "bpf" },
+	{ 0x6165676C, "pstore" },
+	{ 0xde5e81e4, "efivarfs" },
+	{ 0xf97cff8c, "selinuxfs" },
+	{ 0x43415d53, "smackfs" },
+	{ 0x42494e4d, "binfmt_misc" },
+	{ 0x958458f6, "hugetlbfs" },
+	{ 0x65735543, "fusectl" },
+	{ 0x19800202, "mqueue" },
+	{ 0x62656570, "configfs" },
+	{ 0x6e736673, "nsfs" },
+	{ 0x50495045, "pipefs" },
+	{ 0x534f434b, "sockfs" },
 };
 
 static const struct fs_name *fs_lookup(long magic)
@@ -213,30 +213,6 @@ static const struct fs_name *fs_lookup(long magic)
 	return NULL;
 }
 
-/* The type that mount(8) shows ("ext4", "fuse.sshfs", "fuseblk"): the
- * first mount of the device in /proc/self/mountinfo. */
-static bool mount_type(dev_t dev, char *type, size_t size)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	if (!f)
-		return false;
-	char line[4096];
-	bool found = false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		unsigned maj, min;
-		char *sep = strstr(line, " - ");
-		if (!sep || sscanf(line, "%*s %*s %u:%u", &maj, &min) != 2 ||
-		    makedev(maj, min) != dev)
-			continue;
-		char fstype[256];
-		if (sscanf(sep + 3, "%255s", fstype) == 1) {
-			snprintf(type, size, "%s", fstype);
-			found = true;
-		}
-	}
-	fclose(f);
-	return found;
-}
 
 /* Pages of the file in the page cache (cachestat(2), Linux 6.5, for the
  * owner, root or a writer), or -1 with errno. Nothing is read. */
@@ -310,12 +286,12 @@ static int explain_one(const char *path, const struct pf_settings *s)
 		return 1;
 	}
 	const struct fs_name *fsn = fs_lookup((long)fs.f_type);
-	char type[256], magic[32];
+	char type[64], magic[32];
 	snprintf(magic, sizeof(magic), "0x%lx", (unsigned long)fs.f_type);
 	const char *base = fsn ? fsn->name : magic;
-	bool pseudo = fsn && fsn->pseudo;
+	bool pseudo = pf_pseudo_filesystem((long)fs.f_type);
 	bool block = major(st.st_dev) != 0;
-	if (!mount_type(st.st_dev, type, sizeof(type)))
+	if (!pf_mount_type(st.st_dev, type))
 		snprintf(type, sizeof(type), "%s", base);
 	char fsline[512];
 	if (strcmp(type, base) == 0)
@@ -366,6 +342,15 @@ static int explain_one(const char *path, const struct pf_settings *s)
 		printf("  size: %s; in the page cache: %s\n",
 		       human_bytes((unsigned long long)st.st_size, b, sizeof(b)), cache);
 	printf("  why: %s\n", why);
+	if (strcmp(decision, "prefetched") == 0 && s->parallel != 1 &&
+	    (s->parallel == 0 || pf_storage_mode(st.st_dev) == PF_STORAGE_ORDERED))
+		printf("  mode: in order, one read at a time: %s\n",
+		       s->parallel == 0 ? "PREFETCH_PARALLEL=0"
+					: "the client serves each handle as one sequential stream");
+	else if (strcmp(decision, "prefetched") == 0)
+		printf("  mode: %s\n", s->parallel == 1 ? "in parallel (PREFETCH_PARALLEL=1)"
+			: "in parallel, or in order where two reads in flight bring no more "
+			  "than one (measured at the first stream)");
 	return 0;
 }
 
@@ -700,7 +685,9 @@ int main(int argc, char **argv)
 		return usage();
 	if (strcmp(argv[1], "settings") == 0 && argc == 2)
 		return cmd_settings();
-	if (strcmp(argv[1], "explain") == 0 && argc >= 3)
+	/* The library's mount-table reader calls the C library through its
+	 * table of real functions. */
+	if (strcmp(argv[1], "explain") == 0 && argc >= 3 && pf_libc_bind() == 0)
 		return cmd_explain(argc - 2, argv + 2);
 	if (strcmp(argv[1], "run") == 0 && argc >= 4)
 		return cmd_run(argv[2], argv + 3);
