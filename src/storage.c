@@ -4,7 +4,6 @@
 #include <linux/magic.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -78,14 +77,15 @@ static bool line_type(const char *line, const char *want, char *type)
 }
 
 /* The filesystem type (64 bytes) of the mount of dev, from
- * /proc/self/mountinfo, read in pieces: a container's table can be long. */
+ * /proc/self/mountinfo, read in pieces on the stack (a container's table
+ * can be long; no malloc: the mmap hook asks too, maybe in an allocator). */
 bool pf_mount_type(dev_t dev, char type[64])
 {
-	enum { PIECE = 16384 };
+	enum { PIECE = 4096 };
 	char want[48];
 	snprintf(want, sizeof(want), " %u:%u ", major(dev), minor(dev));
-	char *buf = malloc(PIECE + 1);
-	int fd = buf ? pf_libc.open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC) : -1;
+	char buf[PIECE + 1];
+	int fd = pf_libc.open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
 	bool found = false;
 	size_t len = 0;
 	ssize_t r;
@@ -105,7 +105,6 @@ bool pf_mount_type(dev_t dev, char type[64])
 	}
 	if (fd >= 0)
 		pf_libc.close(fd);
-	free(buf);
 	return found;
 }
 

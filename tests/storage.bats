@@ -127,12 +127,21 @@ three_programs() {
 
 @test "rclone mount --vfs-cache-mode off with latency: same output in three modes" {
 	make_inputs
+	make_file "$SRC/mapped" 16777216
 	mount_or_skip rclone-off
 	three_programs
 	# rclone serves each handle as one HTTP stream: the library reads ahead
 	# in order there, one read at a time, and never out of order.
 	assert_engaged
 	[ "$(stat_sum streams_ordered)" -eq "$(stat_sum files_prefetched)" ]
+	# A mapping there is left to the kernel, whose readahead stays in
+	# order: the library's steps would each cost rclone a new request.
+	rm -f "$STATS"
+	run -0 check_three_modes "$HELPERS/mmap_scan" "$MNT/mapped"
+	echo "$output"
+	[ "$(stat_sum mmap_mappings)" -eq 0 ]
+	# The control: the same scan on slowfs is read ahead (tests/mmap.bats).
+	grep -q 'prog=mmap_scan' "$STATS"
 }
 
 @test "rclone mount --vfs-cache-mode full with latency: same output in three modes" {
