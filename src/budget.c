@@ -27,9 +27,6 @@
 /* Limit and usage are read again at most this often: the engine reserves
  * per chunk, and reading them costs a few small file reads. */
 #define PF_BUDGET_REFRESH_NS (100u * 1000u * 1000u)
-/* A thread that took the sampling and did not finish within this (a fork
- * child of a process that was sampling) no longer holds it. */
-#define PF_BUDGET_STALE_NS (1000u * 1000u * 1000u)
 /* Limits at least this large mean "no limit" (v1 writes 2^63 rounded down
  * to a page, v2 writes "max"). */
 #define PF_BUDGET_NO_LIMIT (1ull << 60)
@@ -44,7 +41,7 @@ enum { CG_UNKNOWN, CG_NONE, CG_V1, CG_V2 };
 
 static struct {
 	uint64_t sampled_ns;  /* last sample (0: none yet) */
-	uint64_t taken_ns;    /* a thread is sampling since then (0: none) */
+	int taken_pid;        /* the process of the thread sampling (0: none) */
 	uint64_t allowed;     /* bytes the cgroup leaves the buffers */
 	int kind;             /* CG_*, written by the sampling thread only */
 	size_t top;           /* length of dir's mount point: the walk stops there */
@@ -253,7 +250,7 @@ static uint64_t headroom(void)
 	return least;
 }
 
-/* Takes a sample (the calling thread holds budget.taken_ns). */
+/* Takes a sample (the calling thread holds budget.taken_pid). */
 static void sample(void)
 {
 	if (budget.kind == CG_UNKNOWN) {
@@ -283,14 +280,18 @@ static uint64_t budget_cap(uint64_t cap)
 	uint64_t now = pf_now_ns();
 	uint64_t last = __atomic_load_n(&budget.sampled_ns, __ATOMIC_ACQUIRE);
 	if (last == 0 || now - last >= PF_BUDGET_REFRESH_NS) {
-		uint64_t taken = __atomic_load_n(&budget.taken_ns, __ATOMIC_ACQUIRE);
-		if ((taken == 0 || now - taken >= PF_BUDGET_STALE_NS) &&
-		    __atomic_compare_exchange_n(&budget.taken_ns, &taken, now, false,
+		/* One thread samples at a time. A fork child of a process that
+		 * was sampling finds the parent's pid there: no thread of its
+		 * own holds it, so it may take it. */
+		int me = getpid();
+		int taken = __atomic_load_n(&budget.taken_pid, __ATOMIC_ACQUIRE);
+		if (taken != me &&
+		    __atomic_compare_exchange_n(&budget.taken_pid, &taken, me, false,
 						__ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 			sample();
 			last = now;
 			__atomic_store_n(&budget.sampled_ns, now, __ATOMIC_RELEASE);
-			__atomic_store_n(&budget.taken_ns, 0, __ATOMIC_RELEASE);
+			__atomic_store_n(&budget.taken_pid, 0, __ATOMIC_RELEASE);
 		}
 	}
 	if (last == 0)
