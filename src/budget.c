@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@
 /* Limit and usage are read again at most this often: the engine reserves
  * per chunk, and reading them costs a few small file reads. */
 #define PF_BUDGET_REFRESH_NS (100u * 1000u * 1000u)
+/* Yields while another thread takes the first sample. */
+#define PF_BUDGET_FIRST_WAIT 10000
 /* Limits at least this large mean "no limit" (v1 writes 2^63 rounded down
  * to a page, v2 writes "max"). */
 #define PF_BUDGET_NO_LIMIT (1ull << 60)
@@ -273,8 +276,8 @@ static void sample(void)
 	__atomic_store_n(&budget.allowed, allowed, __ATOMIC_RELAXED);
 }
 
-/* The cap on all buffers now: cap, or less when the cgroup says so. 0
- * while the first sample is being taken by another thread. */
+/* The cap on all buffers now: cap, or less when the cgroup says so; 0
+ * when the first sample, taken by another thread, is very late. */
 static uint64_t budget_cap(uint64_t cap)
 {
 	uint64_t now = pf_now_ns();
@@ -293,6 +296,13 @@ static uint64_t budget_cap(uint64_t cap)
 			__atomic_store_n(&budget.sampled_ns, now, __ATOMIC_RELEASE);
 			__atomic_store_n(&budget.taken_pid, 0, __ATOMIC_RELEASE);
 		}
+	}
+	/* The first sample takes well under a millisecond: wait for it
+	 * rather than refuse (a refused mapping or stream would not be read
+	 * ahead at all); refuse only if it is very late. */
+	for (int i = 0; last == 0 && i < PF_BUDGET_FIRST_WAIT; i++) {
+		sched_yield();
+		last = __atomic_load_n(&budget.sampled_ns, __ATOMIC_ACQUIRE);
 	}
 	if (last == 0)
 		return 0;
