@@ -50,7 +50,9 @@ in_memcg() {
 	shift
 	mkdir "$cg" || return 98
 	if [ "$MEMCG_V" = 2 ]; then
-		echo "$limit" > "$cg/memory.max" && echo 0 > "$cg/memory.swap.max" 2> /dev/null
+		# No swap where it is accounted: a limit hit must be a limit hit.
+		echo "$limit" > "$cg/memory.max" &&
+			{ echo 0 2> /dev/null > "$cg/memory.swap.max" || :; }
 	else
 		echo "$limit" > "$cg/memory.limit_in_bytes"
 	fi || { rmdir "$cg"; return 98; }
