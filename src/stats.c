@@ -30,27 +30,6 @@ uint64_t pf_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int pf_memory_reserve(uint64_t bytes, uint64_t cap)
-{
-	uint64_t now = __atomic_load_n(&pf_stats.memory, __ATOMIC_RELAXED);
-	do {
-		if (now + bytes > cap)
-			return -1;
-	} while (!__atomic_compare_exchange_n(&pf_stats.memory, &now, now + bytes, 1,
-					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
-	uint64_t peak = __atomic_load_n(&pf_stats.peak_memory, __ATOMIC_RELAXED);
-	while (now + bytes > peak &&
-	       !__atomic_compare_exchange_n(&pf_stats.peak_memory, &peak, now + bytes, 1,
-					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
-	return 0;
-}
-
-void pf_memory_release(uint64_t bytes)
-{
-	__atomic_sub_fetch(&pf_stats.memory, bytes, __ATOMIC_RELAXED);
-}
-
 void pf_stats_reset(void)
 {
 	memset(&pf_stats, 0, sizeof(pf_stats));

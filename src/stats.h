@@ -50,7 +50,8 @@ extern struct pf_stats pf_stats;
 	__atomic_add_fetch(&pf_stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
 
 /* Accounts an allocation of buffer memory; returns 0, or -1 (nothing
- * accounted) when it would exceed the cap. */
+ * accounted) when it would exceed the cap, or the budget the process's
+ * memory cgroup leaves (budget.c). */
 int pf_memory_reserve(uint64_t bytes, uint64_t cap);
 void pf_memory_release(uint64_t bytes);
 

@@ -155,8 +155,9 @@ storage_umount() {
 		storage_mounted "$mnt" && fusermount3 -uz "$mnt"
 	fi
 	[ -r "$state/pids" ] || return 0
+	# (A process may be gone already: a fault test killed it.)
 	while read -r pid; do
-		kill "$pid" 2> /dev/null
+		kill "$pid" 2> /dev/null || :
 	done < "$state/pids"
 	for ((i = 0; i < 20; i++)); do
 		local alive=0
@@ -167,7 +168,7 @@ storage_umount() {
 		sleep 0.1
 	done
 	while read -r pid; do
-		kill -9 "$pid" 2> /dev/null
+		kill -9 "$pid" 2> /dev/null || :
 	done < "$state/pids"
 	: > "$state/pids"
 	return 0
