@@ -33,12 +33,16 @@
 /* Limits at least this large mean "no limit" (v1 writes 2^63 rounded down
  * to a page, v2 writes "max"). */
 #define PF_BUDGET_NO_LIMIT (1ull << 60)
-/* Buffers for the files read (/proc/self/cgroup, memory.stat), on the heap:
- * the calling thread may be a program thread with a small stack. */
+/* The files read (/proc/self/cgroup, memory.stat) go to one static buffer,
+ * which the one sampling thread owns: no malloc (the mmap prefetcher
+ * reserves under its lock, which munmap inside an allocator may wait for),
+ * and no large stack (the caller may be a program thread with a small one). */
 #define PF_BUDGET_FILE 8192
 /* Room for the cgroup directory's path; a longer one goes without budget. */
 #define PF_BUDGET_PATH 1024
 #define PF_BUDGET_MOUNTS 65536
+
+static char sample_buf[PF_BUDGET_MOUNTS];
 
 enum { CG_UNKNOWN, CG_NONE, CG_V1, CG_V2 };
 
@@ -100,9 +104,9 @@ static bool names_memory(char *list)
  * line naming "memory" when v1 is true, else the v2 line ("0::"). */
 static bool cgroup_path(bool v1, char *path, size_t size)
 {
-	char *buf = malloc(PF_BUDGET_FILE);
+	char *buf = sample_buf;
 	bool found = false;
-	if (buf && read_small("/proc/self/cgroup", buf, PF_BUDGET_FILE) > 0) {
+	if (read_small("/proc/self/cgroup", buf, PF_BUDGET_FILE) > 0) {
 		for (char *line = buf, *end; !found && line; line = end ? end + 1 : NULL) {
 			end = strchr(line, '\n');
 			if (end)
@@ -116,7 +120,6 @@ static bool cgroup_path(bool v1, char *path, size_t size)
 			found = match && (size_t)snprintf(path, size, "%s", c2 + 1) < size;
 		}
 	}
-	free(buf);
 	return found;
 }
 
@@ -154,9 +157,7 @@ static bool find_dir(bool v1)
 	if (!cgroup_path(v1, path, sizeof(path)))
 		return false;
 	/* The first PF_BUDGET_MOUNTS bytes: cgroup mounts come early. */
-	char *buf = malloc(PF_BUDGET_MOUNTS);
-	if (!buf)
-		return false;
+	char *buf = sample_buf;
 	bool found = false;
 	if (read_small("/proc/self/mountinfo", buf, PF_BUDGET_MOUNTS) > 0) {
 		char *root, *mnt;
@@ -178,7 +179,6 @@ static bool find_dir(bool v1)
 				break;
 		}
 	}
-	free(buf);
 	return found;
 }
 
@@ -186,10 +186,10 @@ static bool find_dir(bool v1)
 static uint64_t stat_value(const char *dir, const char *key)
 {
 	char path[PF_BUDGET_PATH + 16];
-	char *buf = malloc(PF_BUDGET_FILE);
+	char *buf = sample_buf;
 	snprintf(path, sizeof(path), "%s/memory.stat", dir);
 	uint64_t v = 0;
-	if (buf && read_small(path, buf, PF_BUDGET_FILE) > 0) {
+	if (read_small(path, buf, PF_BUDGET_FILE) > 0) {
 		size_t kl = strlen(key);
 		for (char *line = buf; line; line = strchr(line, '\n')) {
 			if (*line == '\n')
@@ -200,7 +200,6 @@ static uint64_t stat_value(const char *dir, const char *key)
 			v = 0;
 		}
 	}
-	free(buf);
 	return v;
 }
 
