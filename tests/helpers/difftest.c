@@ -1023,6 +1023,10 @@ static void do_fopen(const struct op *op)
 	char path[PATH_MAX], st[64];
 	size_t vb = vbuf_sizes[op->arg];
 	bool reopen = op->alt && run.strm[op->slot].fp;
+	/* glibc's freopen of an "rm" stream keeps reading it as one: a pushed
+	 * back character other than the last read crashes it (with or
+	 * without the shim; seed 212718258). */
+	bool was_mmap = reopen && run.strm[op->slot].mmap;
 	if (run.strm[op->slot].fp && !reopen)
 		stream_close(op->slot);
 	file_path(path, sizeof(path), run.dir, op->file);
@@ -1033,7 +1037,8 @@ static void do_fopen(const struct op *op)
 		say("fopen -> NULL %s", errno_name(errno));
 		return;
 	}
-	run.strm[op->slot] = (struct strm){ fp, op->file, strchr(fopen_modes[op->variant], 'm') };
+	run.strm[op->slot] = (struct strm){ fp, op->file,
+					    was_mmap || strchr(fopen_modes[op->variant], 'm') };
 	int rc = 0;
 	if (vb == 1)
 		rc = setvbuf(fp, NULL, _IONBF, 0);
