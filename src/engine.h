@@ -67,7 +67,7 @@ bool pf_excluded_file(const struct stat *st);
  * when the kernel will not tell this process (see engine.c). */
 int pf_byte_cached(int fd, off64_t off);
 
-/* Fork handlers, registered once by the constructor. */
+/* The engine's fork handlers, called by the library's one set (hooks.c). */
 void pf_engine_atfork_prepare(void);
 void pf_engine_atfork_parent(void);
 void pf_engine_atfork_child(void);
