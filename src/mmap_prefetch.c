@@ -264,7 +264,6 @@ static void init_conds(void)
  * own tables: the child has none of them. */
 void pf_mmap_atfork_child(void)
 {
-	pthread_mutex_init(&mm.lock, NULL);
 	init_conds();
 	memset(mm.maps, 0, sizeof(mm.maps));
 	mm.nworkers = mm.idle_workers = 0;
@@ -272,6 +271,8 @@ void pf_mmap_atfork_child(void)
 	mm.starting = 0;
 	__atomic_store_n(&pf_mmap_tracked, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&mm.worker, 0, __ATOMIC_RELAXED);
+	/* Locked by pf_mmap_atfork_prepare, in this very thread. */
+	pthread_mutex_unlock(&mm.lock);
 }
 
 static void init_once_fn(void)
