@@ -41,6 +41,10 @@ static long long work_ns;
 static int hang_child;
 static char **files;
 static pthread_mutex_t hang_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Every thread's buffers, reachable from here: a child exits with only
+ * its forking thread, and LeakSanitizer would take the others' buffers,
+ * known only to their stacks, for leaks. */
+static void *buffers[64][2];
 
 struct result {
 	char line[4096];
@@ -166,11 +170,14 @@ static void one_round(const char *path, long round, unsigned char *buf, struct r
 static void *thread_main(void *arg)
 {
 	struct result *res = arg;
-	const char *path = files[(unsigned char)res->line[0]];
+	unsigned i = (unsigned char)res->line[0];
+	const char *path = files[i];
 	unsigned char *buf = xmalloc(BLOCK);
 	struct result *lines = calloc((size_t)rounds, sizeof(*lines));
 	if (!lines)
 		die("out of memory");
+	buffers[i][0] = buf;
+	buffers[i][1] = lines;
 	for (long r = 0; r < rounds; r++)
 		one_round(path, r, buf, &lines[r]);
 	res->line[0] = 0;
