@@ -940,8 +940,8 @@ static void *worker_main(void *unused)
 	int pagemap = private_pagemap();
 	pthread_mutex_lock(&mm.lock);
 	if (pagemap < 0) {
-		/* Its exit frees (a fork meanwhile, under ASan, is the case
-		 * above; this one is once per process at most). */
+		/* Its exit frees memory too, like the starts a fork waits
+		 * for; but this happens once per process at most. */
 		worker_failed();
 		pthread_mutex_unlock(&mm.lock);
 		return NULL;
