@@ -52,7 +52,10 @@ assert_mmap_engaged() {
 		{ echo "nothing read ahead or found cached"; return 1; }
 }
 
-# assert_mmap_read_ahead: engaged, and the workers read data in.
+# assert_mmap_read_ahead: engaged, and the workers read data in. Only on
+# slowfs: on the local disk (read_ahead_kb 8192 here) the kernel's own
+# readahead of the faults may cache the window before the workers get
+# there, and they rightly find it cached (seen once in 10 loaded runs).
 assert_mmap_read_ahead() {
 	assert_mmap_engaged || return 1
 	[ "$(stat_sum mmap_bytes_populated)" -gt 0 ] || { echo "nothing read ahead"; return 1; }
@@ -81,7 +84,7 @@ assert_mmap_not_engaged() {
 @test "mmap: on by default, PREFETCH_MMAP=0 turns it off" {
 	make_cold_file a 24000000
 	cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
-	assert_mmap_read_ahead
+	assert_mmap_engaged
 	rm -f "$STATS"
 	PREFETCH_MMAP=0 cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
 	assert_mmap_not_engaged
@@ -97,7 +100,7 @@ assert_mmap_not_engaged() {
 	rm -f "$STATS"
 	# test_helper sets PREFETCH_BLOCK_DEVICES=1 for every test.
 	cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
-	assert_mmap_read_ahead
+	assert_mmap_engaged
 	[ "$(stat_sum block_device_skips)" -eq 0 ]
 }
 
@@ -248,7 +251,7 @@ assert_mmap_not_engaged() {
 	run -0 scan_as_nobody
 	echo "cold: $output; stats: $(cat "$STATS")"
 	[ "$(stat_sum mmap_mappings_cached)" -eq 0 ]
-	assert_mmap_read_ahead
+	assert_mmap_engaged
 	cold=$output
 	# Warm: left alone.
 	cat "$D/a" > /dev/null
@@ -298,6 +301,11 @@ mount_slowfs() {
 	slowfs_mount "$BATS_TEST_TMPDIR/src" "$MNT" --delay-us="$delay" "$@"
 }
 
+# server_bytes: bytes the slowfs server of $MNT has read so far.
+server_bytes() {
+	grep -o ' bytes=[0-9]*' "$MNT/.slowfs-stats" | cut -d= -f2
+}
+
 # On slowfs, where the kernel's readahead for faults is small: on the local
 # disk, its 8 MiB readahead caches the data before the workers get there.
 @test "mmap: data already in the page cache is not read again" {
@@ -309,12 +317,20 @@ mount_slowfs() {
 	# half: through it at memory speed, it was past before they looked
 	# (2 runs of 6 in the sanitized build).
 	dd if="$MNT/a" of=/dev/null bs=1M count=12 status=none
+	local before after
+	before=$(server_bytes)
 	PREFETCH_MMAP=1 with_prefetch "$SCAN" --mode=mmap $WORK "$MNT/a" > /dev/null
+	after=$(server_bytes)
 	assert_mmap_read_ahead
 	[ "$(stat_sum mmap_bytes_cached)" -gt 0 ]
-	# None of the cached half read again (the kernel's readahead of dd may
-	# have cached a little more); steps cover whole pages, the last one too.
-	[ "$(stat_sum mmap_bytes_populated)" -le $(((24000000 + 4095) / 4096 * 4096 - 12 * 1048576)) ]
+	# None of the cached half was asked of the server again: the scan's
+	# reads are the rest of the file at most (less if dd's readahead
+	# cached more). Not mmap_bytes_populated: a step that two workers'
+	# claims overlap, or one over pages that came in meanwhile, counts
+	# there but reads nothing (seen once in 10 loaded runs: 256 KiB over).
+	echo "server bytes during the scan: $((after - before))"
+	[ $((after - before)) -gt 0 ]
+	[ $((after - before)) -le $((24000000 - 12 * 1048576)) ]
 }
 
 @test "mmap: on slow storage several workers read ahead, at most PREFETCH_THREADS" {
