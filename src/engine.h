@@ -59,7 +59,7 @@ void pf_fd_flags_changed(int fd, int flags);
  * block device, counted in block_device_skips. */
 bool pf_excluded_file(const struct stat *st);
 
-/* Fork handlers, registered once by the constructor. */
+/* The engine's fork handlers, called by the library's one set (hooks.c). */
 void pf_engine_atfork_prepare(void);
 void pf_engine_atfork_parent(void);
 void pf_engine_atfork_child(void);

@@ -33,13 +33,38 @@
 
 /* --- lifecycle ------------------------------------------------------------------ */
 
+/* The library's fork handlers: one set, for every module, so that the order
+ * is this one whichever module was used first. Locks are taken in one
+ * order, the mmap table's before the engine's pool (no code holds one while
+ * taking the other); the mmap path's prepare also waits until none of its
+ * threads is being started. Fd slots and streams are not locked: the child
+ * re-initialises the slots and drops the streams. The child resets the
+ * engine first: it zeroes the memory accounting, to which the mmap path's
+ * reservations, forgotten next, were charged. */
+static void pf_atfork_prepare(void)
+{
+	pf_mmap_atfork_prepare();
+	pf_engine_atfork_prepare();
+}
+
+static void pf_atfork_parent(void)
+{
+	pf_engine_atfork_parent();
+	pf_mmap_atfork_parent();
+}
+
+static void pf_atfork_child(void)
+{
+	pf_engine_atfork_child();
+	pf_mmap_atfork_child();
+}
+
 /* The constructor does as little as possible: every process pays for it,
  * `true` and `ls` included. Settings and the real functions are bound on
  * first use, so hooks also work when called before it ran. */
 __attribute__((constructor)) static void pf_init(void)
 {
-	pthread_atfork(pf_engine_atfork_prepare, pf_engine_atfork_parent,
-		       pf_engine_atfork_child);
+	pthread_atfork(pf_atfork_prepare, pf_atfork_parent, pf_atfork_child);
 }
 
 __attribute__((destructor)) static void pf_fini(void)

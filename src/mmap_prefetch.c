@@ -75,9 +75,13 @@
  * docs/benchmarks.md): slowfs 5 ms 11.2 s without the library, 5.7 s with
  * the previous design, 2.4 s with this one (read() with 8 threads and no
  * library: 2.4 s); with direct_io 11.2 / 5.7 / 2.5 s (read(): 2.7 s).
- * Placing the pagemap descriptor at 512 grew the descriptor table, which
- * in a process with threads waits for an RCU grace period: 8-10 ms; it now
- * goes just below the table's current size.
+ * Descriptors: the program's table holds none of ours. Each worker starts
+ * with close_range(CLOSE_RANGE_UNSHARE) over every number, which gives it a
+ * private, empty table (no copy of the program's descriptors, so no pipe's
+ * write end held), and opens pagemap there. The program's numbers and its
+ * EMFILE point are its own, and a fork or exec of the program copies or
+ * keeps none of them. The hook needs no descriptor of its own: the shadow
+ * is mapped from the program's descriptor, in the program's thread.
  *
  * A mapping whose data is in the page cache when it is made, by a sample
  * of its pages (cached_when_mapped), is left alone: no shadow, pagemap or
@@ -121,8 +125,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -167,7 +171,6 @@
 #define PF_MMAP_ASLEEP_NS       (5000 * MS)
 #define PF_MMAP_IDLE_RELEASE_NS (1000 * MS)
 #define PF_MMAP_SLOW_STEP_NS    (1 * MS)    /* a step that blocked: one more worker */
-#define PF_MMAP_FD_CHECK_NS     (100 * MS)
 
 #define PM_PRESENT ((uint64_t)1 << 63)
 
@@ -209,19 +212,16 @@ static struct {
 	pthread_cond_t work;     /* a mapping was added, advised or probed (CLOCK_MONOTONIC) */
 	pthread_cond_t idle;     /* a worker left a mapping, or setup finished */
 	int worker;              /* 0 not set up, 2 being set up, 1 running, -1 cannot run */
-	int pagemap_fd;
-	dev_t pagemap_dev;
-	ino_t pagemap_ino;
 	unsigned nworkers;       /* worker threads started */
 	unsigned max_workers;    /* min(PREFETCH_THREADS, PF_MMAP_MAX_WORKERS) */
 	unsigned idle_workers;   /* waiting for work */
 	bool spawning;           /* a worker is starting another */
+	unsigned starting;       /* workers created that have not reached worker_main */
 	bool probe_busy;         /* probe_buf is in use */
 	bool no_populate;        /* MADV_POPULATE_READ is not there (Linux < 5.14) */
-	uint64_t checked_fd_at;  /* last pagemap_still_ours() */
 	unsigned rr;             /* round robin start of the workers' scan */
 	struct pf_map maps[PF_MMAP_SLOTS];
-} mm = { .lock = PTHREAD_MUTEX_INITIALIZER, .pagemap_fd = -1 };
+} mm = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static size_t page_size;
@@ -231,12 +231,21 @@ static uint64_t probe_buf[PF_MMAP_PROBE_PAGES];
 
 /* --- fork ----------------------------------------------------------------------- */
 
-static void atfork_prepare(void)
+/* Holds the table, once no worker is being started: from pthread_create
+ * until it reaches worker_main, a thread start allocates (glibc's TLS, a
+ * sanitizer runtime's thread set-up). glibc's malloc is made safe for fork;
+ * gcc 12's ASan allocator is not: a fork then left the child an allocator
+ * lock held for ever, and the child hung in its next malloc (seen: its own
+ * worker's start, and LeakSanitizer at exit). A thread start needs no lock
+ * the forking thread could hold, so the wait ends. */
+void pf_mmap_atfork_prepare(void)
 {
 	pthread_mutex_lock(&mm.lock);
+	while (mm.starting || mm.spawning || mm.worker == 2)
+		pthread_cond_wait(&mm.idle, &mm.lock);
 }
 
-static void atfork_parent(void)
+void pf_mmap_atfork_parent(void)
 {
 	pthread_mutex_unlock(&mm.lock);
 }
@@ -252,21 +261,20 @@ static void init_conds(void)
 }
 
 /* The child has no workers and its own page tables: it forgets every mapping
- * (their reservations went with the engine's pf_stats_reset) and the
- * parent's pagemap, and starts again on its next mmap. */
-static void atfork_child(void)
+ * (their reservations went with the engine's pf_stats_reset) and starts
+ * again on its next mmap. The workers' pagemap descriptors were in their
+ * own tables: the child has none of them. */
+void pf_mmap_atfork_child(void)
 {
-	pthread_mutex_init(&mm.lock, NULL);
 	init_conds();
 	memset(mm.maps, 0, sizeof(mm.maps));
 	mm.nworkers = mm.idle_workers = 0;
 	mm.spawning = mm.probe_busy = false; /* no_populate stays true if it was */
-	mm.checked_fd_at = 0;
+	mm.starting = 0;
 	__atomic_store_n(&pf_mmap_tracked, 0, __ATOMIC_RELAXED);
-	if (mm.pagemap_fd >= 0)
-		pf_libc.close(mm.pagemap_fd);
-	mm.pagemap_fd = -1;
 	__atomic_store_n(&mm.worker, 0, __ATOMIC_RELAXED);
+	/* Locked by pf_mmap_atfork_prepare, in this very thread. */
+	pthread_mutex_unlock(&mm.lock);
 }
 
 static void init_once_fn(void)
@@ -274,8 +282,6 @@ static void init_once_fn(void)
 	long ps = sysconf(_SC_PAGESIZE);
 	page_size = ps > 0 ? (size_t)ps : 4096;
 	init_conds();
-	/* Registered here, on first use, never from inside a fork handler. */
-	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 /* --- candidates ------------------------------------------------------------------- */
@@ -358,54 +364,6 @@ static bool cached_when_mapped(int fd, off64_t off, void *addr, size_t data, boo
 
 /* --- setup (program threads, mm.lock not held) -------------------------------------- */
 
-/* The size of this process's descriptor table (FDSize in
- * /proc/self/status), or 0 when unknown. */
-static int fd_table_size(void)
-{
-	char buf[4096];
-	int fd = pf_libc.open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = pf_libc.read(fd, buf, sizeof(buf) - 1);
-	pf_libc.close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	const char *p = strstr(buf, "\nFDSize:");
-	if (!p)
-		return 0;
-	int size = 0;
-	for (p += 8; *p == ' ' || *p == '\t'; p++)
-		;
-	for (; *p >= '0' && *p <= '9' && size < 1 << 24; p++)
-		size = size * 10 + (*p - '0');
-	return size;
-}
-
-/* Opens /proc/self/pagemap on a high descriptor, like the statistics' copy of
- * stderr: a program's own numbering does not shift. Called from the thread
- * that is calling mmap, not from ours, which would take the lowest free
- * number at random moments of the program. High, but within the table the
- * process already has: growing it in a process with threads waits for an
- * RCU grace period (measured: 8-10 ms added to a warm 8-thread scan). */
-static int open_pagemap(void)
-{
-	int table = fd_table_size();
-	int fd = pf_libc.open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	struct rlimit rl;
-	int low = 512;
-	if (table >= 64 && table - 8 < low)
-		low = table - 8;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur <= (rlim_t)low * 2)
-		low = (int)(rl.rlim_cur / 2);
-	int high = pf_libc.fcntl(fd, F_DUPFD_CLOEXEC, low);
-	pf_libc.close(fd);
-	return high;
-}
-
 static void *worker_main(void *unused);
 
 /* Starts one worker thread, with every signal blocked: like the engine's
@@ -427,45 +385,40 @@ static bool spawn_worker(void)
 	return ok;
 }
 
-/* Opens pagemap and starts the first worker if needed (mm.lock held;
- * dropped and retaken around the slow parts, which only this thread then
- * does: worker is 2 meanwhile). Returns true when both are there. More
- * workers are started by the workers, when steps block (do_step). */
+/* Starts the first worker if needed (mm.lock held; dropped and retaken
+ * around pthread_create, which only this thread then does: worker is 2
+ * meanwhile). Returns true when it runs (or, if it cannot open pagemap, it
+ * will drop every mapping: worker_failed). More workers are started by the
+ * workers, when steps block (do_step). */
 static bool setup_locked(void)
 {
 	while (mm.worker == 2)
 		pthread_cond_wait(&mm.idle, &mm.lock);
 	if (mm.worker != 0)
 		return mm.worker > 0;
+	/* A fork waits while worker is 2 (pf_mmap_atfork_prepare): none
+	 * from a signal handler of this thread meanwhile. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	__atomic_store_n(&mm.worker, 2, __ATOMIC_RELAXED);
+	mm.nworkers = 1; /* before it runs: it counts itself out if it fails */
+	mm.starting++;
 	pthread_mutex_unlock(&mm.lock);
-
-	int fd = open_pagemap();
-	struct stat st;
-	bool ok = fd >= 0 && fstat(fd, &st) == 0;
-	if (ok) {
-		pthread_mutex_lock(&mm.lock);
-		/* Before the worker runs: it reads these under the lock. */
-		mm.pagemap_fd = fd;
-		mm.pagemap_dev = st.st_dev;
-		mm.pagemap_ino = st.st_ino;
-		mm.nworkers = 1;
-		pthread_mutex_unlock(&mm.lock);
-		ok = spawn_worker();
-	}
-	if (!ok && fd >= 0)
-		pf_libc.close(fd);
-
+	bool ok = spawn_worker();
 	pthread_mutex_lock(&mm.lock);
 	if (!ok) {
-		mm.pagemap_fd = -1;
 		mm.nworkers = 0;
+		mm.starting--;
 	}
 	unsigned t = pf_settings()->threads;
 	mm.max_workers = t < PF_MMAP_MAX_WORKERS ? (t ? t : 1) : PF_MMAP_MAX_WORKERS;
-	__atomic_store_n(&mm.worker, ok ? 1 : -1, __ATOMIC_RELAXED);
+	/* Unless the worker failed already (worker_failed set it to -1). */
+	if (mm.worker == 2)
+		__atomic_store_n(&mm.worker, ok ? 1 : -1, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&mm.idle);
-	return ok;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return mm.worker > 0;
 }
 
 /* --- the table (mm.lock held) ------------------------------------------------------- */
@@ -562,7 +515,7 @@ void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t
 	if (m)
 		PF_LOG(PF_LOG_INFO, "fd %d: watching a mapping of %zu bytes at %p", fd, data, addr);
 	else
-		PF_LOG(PF_LOG_TRACE, "fd %d: mapping not watched (no slot or no pagemap)", fd);
+		PF_LOG(PF_LOG_TRACE, "fd %d: mapping not watched (no slot or no worker)", fd);
 out:
 	pf_in_library = 0;
 	errno = saved;
@@ -775,33 +728,12 @@ static void probe_apply(struct pf_map *m, const struct pf_settings *cfg, size_t 
 	m->next_poll = now + m->interval;
 }
 
-/* The pagemap descriptor is still ours: a program that closed every
- * descriptor (closefrom) may have a file of its own at that number now. */
-static bool pagemap_still_ours(void)
-{
-	struct stat st;
-	return fstat(mm.pagemap_fd, &st) == 0 && st.st_dev == mm.pagemap_dev &&
-	       st.st_ino == mm.pagemap_ino;
-}
-
 /* Probes the program's progress in one mapping: one pread of its pagemap
- * entries, from pos to a window past what is read ahead, with mm.lock
- * dropped meanwhile (m->probing, mm.probe_busy). */
-static void do_probe(struct pf_map *m, const struct pf_settings *cfg, uint64_t now)
+ * entries (the worker's own descriptor, pagemap), from pos to a window past
+ * what is read ahead, with mm.lock dropped meanwhile (m->probing,
+ * mm.probe_busy). */
+static void do_probe(struct pf_map *m, const struct pf_settings *cfg, int pagemap)
 {
-	if (now - mm.checked_fd_at > PF_MMAP_FD_CHECK_NS) {
-		if (!pagemap_still_ours()) {
-			/* Blind from now on: stop watching anything, in this
-			 * process, and leave the number to the program. */
-			for (unsigned i = 0; i < PF_MMAP_SLOTS; i++)
-				if (mm.maps[i].state != MAP_FREE && !mm.maps[i].dead)
-					mm.maps[i].advice = ADV_STOP;
-			mm.pagemap_fd = -1;
-			__atomic_store_n(&mm.worker, -1, __ATOMIC_RELAXED);
-			return;
-		}
-		mm.checked_fd_at = now;
-	}
 	size_t from = m->pos;
 	size_t probe_end = (m->ahead > from ? m->ahead : from) + cfg->window;
 	if (probe_end > m->datalen || probe_end < from)
@@ -810,12 +742,11 @@ static void do_probe(struct pf_map *m, const struct pf_settings *cfg, uint64_t n
 	if (npages > PF_MMAP_PROBE_PAGES)
 		npages = PF_MMAP_PROBE_PAGES;
 	off64_t at = (off64_t)((m->start + from) / page_size * sizeof(uint64_t));
-	int fd = mm.pagemap_fd;
 	m->probing = true;
 	mm.probe_busy = true;
 	pthread_mutex_unlock(&mm.lock);
 
-	ssize_t got = pf_libc.pread64(fd, probe_buf, npages * sizeof(uint64_t), at);
+	ssize_t got = pf_libc.pread64(pagemap, probe_buf, npages * sizeof(uint64_t), at);
 	size_t advanced = got > 0 ? frontier_pages((size_t)got / sizeof(uint64_t)) * page_size : 0;
 
 	pthread_mutex_lock(&mm.lock);
@@ -850,11 +781,14 @@ static void maybe_spawn(uint64_t took)
 		return;
 	mm.spawning = true;
 	mm.nworkers++;
+	mm.starting++;
 	pthread_mutex_unlock(&mm.lock);
 	bool ok = spawn_worker();
 	pthread_mutex_lock(&mm.lock);
 	mm.spawning = false;
+	pthread_cond_broadcast(&mm.idle); /* a fork may wait for this */
 	if (!ok) {
+		mm.starting--;
 		mm.nworkers--;
 		mm.max_workers = mm.nworkers; /* no more tries */
 	}
@@ -971,14 +905,60 @@ static void wait_until(uint64_t deadline_ns)
 	pthread_cond_timedwait(&mm.work, &mm.lock, &ts);
 }
 
+/* The worker's own descriptor of pagemap, in a descriptor table of its
+ * own (see the top of this file), or -1. /proc/thread-self: this thread's
+ * view of the process's memory, there even when the main thread has
+ * exited. */
+static int private_pagemap(void)
+{
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, 0u, ~0u, 2u /* CLOSE_RANGE_UNSHARE */) != 0)
+		return -1;
+	int fd = pf_libc.open("/proc/thread-self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fd = pf_libc.open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	return fd;
+#else
+	return -1;
+#endif
+}
+
+/* A worker that has no pagemap leaves (mm.lock held). The last one to go
+ * turns mmap prefetching off in this process and drops every mapping, which
+ * no worker is on any more. */
+static void worker_failed(void)
+{
+	mm.nworkers--;
+	mm.max_workers = mm.nworkers; /* no more tries */
+	if (mm.nworkers == 0) {
+		__atomic_store_n(&mm.worker, -1, __ATOMIC_RELAXED);
+		for (unsigned i = 0; i < PF_MMAP_SLOTS; i++)
+			if (mm.maps[i].state != MAP_FREE && !mm.maps[i].dead)
+				slot_free(&mm.maps[i]);
+	}
+	pthread_cond_broadcast(&mm.idle);
+}
+
 /* A worker: takes the next due probe, else the next step of any mapping
  * (round robin), else waits. Every worker runs the same loop. */
 static void *worker_main(void *unused)
 {
 	(void)unused;
 	pf_in_library = 1; /* its calls pass straight through the hooks */
-	const struct pf_settings *cfg = pf_settings();
 	pthread_mutex_lock(&mm.lock);
+	mm.starting--; /* done with allocating: a fork may go on */
+	pthread_cond_broadcast(&mm.idle);
+	pthread_mutex_unlock(&mm.lock);
+	const struct pf_settings *cfg = pf_settings();
+	int pagemap = private_pagemap();
+	pthread_mutex_lock(&mm.lock);
+	if (pagemap < 0) {
+		/* Its exit frees memory too, like the starts a fork waits
+		 * for; but this happens once per process at most. */
+		worker_failed();
+		pthread_mutex_unlock(&mm.lock);
+		return NULL;
+	}
 	for (;;) {
 		uint64_t now = pf_now_ns();
 		uint64_t next = now + PF_MMAP_POLL_ASLEEP_NS;
@@ -1014,7 +994,7 @@ static void *worker_main(void *unused)
 		}
 		if (probe) {
 			mm.rr = probe_i + 1;
-			do_probe(probe, cfg, now);
+			do_probe(probe, cfg, pagemap);
 		} else if (step) {
 			mm.rr = step_i + 1;
 			do_step(step, cfg);

@@ -33,4 +33,10 @@ void pf_mmap_unmapping(void *addr, size_t len);
 /* The program gave advice (madvise, posix_madvise) that the kernel accepted. */
 void pf_mmap_advised(void *addr, size_t len, int advice);
 
+/* Fork handlers of the mmap path, called by the library's one set
+ * (pf_atfork_*, engine.c) in its order. */
+void pf_mmap_atfork_prepare(void);
+void pf_mmap_atfork_parent(void);
+void pf_mmap_atfork_child(void);
+
 #endif

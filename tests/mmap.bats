@@ -17,8 +17,11 @@ SCAN="$HELPERS/mmap_scan"
 # every test. The local disk is fast, so the scan is slowed
 # down a little (--work-ns per 4 KiB page) to give the workers time to see
 # it advance and read ahead of it (mmap_bytes_populated). The tests on
-# slowfs (at the end) have FUSE requests in flight.
-WORK=--work-ns=10000
+# slowfs (at the end) have FUSE requests in flight. And the scan stops for
+# a while once in each mapping (--pause-ms): on a loaded machine the
+# workers might otherwise not get the CPU before the scan is over, and
+# engagement, which these tests prove, would be luck.
+WORK="--work-ns=10000 --pause-ms=100"
 
 setup() {
 	unset PREFETCH_MMAP D
@@ -26,9 +29,12 @@ setup() {
 	MNT=
 	cd "$BATS_TEST_TMPDIR" || return 1
 	[ -x "$SCAN" ] || skip "mmap_scan not built"
+	# What timeout_stacks dumps of a hung run (also in err.<mode>).
+	export STACKS_LOG=$BATS_TEST_TMPDIR/stacks
 }
 
 teardown() {
+	[ ! -s "$STACKS_LOG" ] || cat "$STACKS_LOG"
 	[ -z "$MNT" ] || slowfs_umount "$MNT"
 	[ -z "${D:-}" ] || rm -rf "$D"
 }
@@ -46,7 +52,10 @@ assert_mmap_engaged() {
 		{ echo "nothing read ahead or found cached"; return 1; }
 }
 
-# assert_mmap_read_ahead: engaged, and the workers read data in.
+# assert_mmap_read_ahead: engaged, and the workers read data in. Only on
+# slowfs: on the local disk (read_ahead_kb 8192 here) the kernel's own
+# readahead of the faults may cache the window before the workers get
+# there, and they rightly find it cached (seen once in 10 loaded runs).
 assert_mmap_read_ahead() {
 	assert_mmap_engaged || return 1
 	[ "$(stat_sum mmap_bytes_populated)" -gt 0 ] || { echo "nothing read ahead"; return 1; }
@@ -75,7 +84,7 @@ assert_mmap_not_engaged() {
 @test "mmap: on by default, PREFETCH_MMAP=0 turns it off" {
 	make_cold_file a 24000000
 	cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
-	assert_mmap_read_ahead
+	assert_mmap_engaged
 	rm -f "$STATS"
 	PREFETCH_MMAP=0 cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
 	assert_mmap_not_engaged
@@ -91,7 +100,7 @@ assert_mmap_not_engaged() {
 	rm -f "$STATS"
 	# test_helper sets PREFETCH_BLOCK_DEVICES=1 for every test.
 	cold_prefetch "$SCAN" --mode=mmap $WORK a > /dev/null
-	assert_mmap_read_ahead
+	assert_mmap_engaged
 	[ "$(stat_sum block_device_skips)" -eq 0 ]
 }
 
@@ -101,17 +110,19 @@ assert_mmap_not_engaged() {
 	assert_mmap_engaged
 }
 
+# Each loop maps the file cold (--evict): what an earlier loop and its
+# read-ahead cached does not make a later mapping look cached.
 @test "mmap: munmap while the thread reads ahead is safe" {
 	make_cold_file big 64000000
-	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=3M --loops=40 --check-unmapped \
-		$WORK big
+	mmap_same_in_three_modes "$TIMEOUT_STACKS" 120 "$SCAN" --early-unmap=3M --loops=40 --check-unmapped \
+		--evict $WORK big
 	assert_mmap_engaged
 }
 
 @test "mmap: MAP_FIXED over a prefetched mapping is safe, the new memory is untouched" {
 	make_cold_file big 64000000
-	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=3M --loops=40 --replace \
-		--check-unmapped $WORK big
+	mmap_same_in_three_modes "$TIMEOUT_STACKS" 120 "$SCAN" --early-unmap=3M --loops=40 --replace \
+		--check-unmapped --evict $WORK big
 	assert_mmap_engaged
 }
 
@@ -159,10 +170,13 @@ assert_mmap_not_engaged() {
 	assert_mmap_not_engaged
 }
 
+# The child's file (b) is one the parent never touches, mapped cold
+# (--evict): the parent's workers cannot have read it first.
 @test "mmap: fork while a mapping is prefetched; the child prefetches its own" {
 	make_cold_file a 24000000
 	make_cold_file b 24000000
-	mmap_same_in_three_modes timeout 120 "$SCAN" --mode=mmap --fork --check-unmapped $WORK a b
+	mmap_same_in_three_modes "$TIMEOUT_STACKS" 120 "$SCAN" --mode=mmap --fork --check-unmapped --evict \
+		$WORK a b
 	grep -q '^child checksum' out.enabled
 	grep -q '^parent checksum' out.enabled
 	assert_mmap_engaged
@@ -193,7 +207,7 @@ assert_mmap_not_engaged() {
 		env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_MMAP=1 PREFETCH_STATS="$STATS" \
 		"$SCAN" --mode=mmap $WORK a > out.cold
 	cat trace.cold "$STATS"
-	grep -q '/proc/self/pagemap' trace.cold
+	grep -q 'pagemap' trace.cold
 	grep -q 'clone' trace.cold
 	[ "$(stat_sum mmap_mappings_cached)" -eq 0 ]
 	# Warm: no pagemap, no thread (a sanitizer's runtime may start its
@@ -204,7 +218,7 @@ assert_mmap_not_engaged() {
 		env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_MMAP=1 PREFETCH_STATS="$STATS" \
 		"$SCAN" --mode=mmap $WORK a > out.warm
 	cat trace.warm "$STATS"
-	! grep -q '/proc/self/pagemap' trace.warm
+	! grep -q 'pagemap' trace.warm
 	sanitized || ! grep -q 'clone' trace.warm
 	[ "$(stat_sum mmap_mappings_cached)" -eq 1 ]
 	assert_mmap_not_engaged
@@ -237,7 +251,7 @@ assert_mmap_not_engaged() {
 	run -0 scan_as_nobody
 	echo "cold: $output; stats: $(cat "$STATS")"
 	[ "$(stat_sum mmap_mappings_cached)" -eq 0 ]
-	assert_mmap_read_ahead
+	assert_mmap_engaged
 	cold=$output
 	# Warm: left alone.
 	cat "$D/a" > /dev/null
@@ -287,6 +301,11 @@ mount_slowfs() {
 	slowfs_mount "$BATS_TEST_TMPDIR/src" "$MNT" --delay-us="$delay" "$@"
 }
 
+# server_bytes: bytes the slowfs server of $MNT has read so far.
+server_bytes() {
+	grep -o ' bytes=[0-9]*' "$MNT/.slowfs-stats" | cut -d= -f2
+}
+
 # On slowfs, where the kernel's readahead for faults is small: on the local
 # disk, its 8 MiB readahead caches the data before the workers get there.
 @test "mmap: data already in the page cache is not read again" {
@@ -298,12 +317,20 @@ mount_slowfs() {
 	# half: through it at memory speed, it was past before they looked
 	# (2 runs of 6 in the sanitized build).
 	dd if="$MNT/a" of=/dev/null bs=1M count=12 status=none
+	local before after
+	before=$(server_bytes)
 	PREFETCH_MMAP=1 with_prefetch "$SCAN" --mode=mmap $WORK "$MNT/a" > /dev/null
+	after=$(server_bytes)
 	assert_mmap_read_ahead
 	[ "$(stat_sum mmap_bytes_cached)" -gt 0 ]
-	# None of the cached half read again (the kernel's readahead of dd may
-	# have cached a little more); steps cover whole pages, the last one too.
-	[ "$(stat_sum mmap_bytes_populated)" -le $(((24000000 + 4095) / 4096 * 4096 - 12 * 1048576)) ]
+	# None of the cached half was asked of the server again: the scan's
+	# reads are the rest of the file at most (less if dd's readahead
+	# cached more). Not mmap_bytes_populated: a step that two workers'
+	# claims overlap, or one over pages that came in meanwhile, counts
+	# there but reads nothing (seen once in 10 loaded runs: 256 KiB over).
+	echo "server bytes during the scan: $((after - before))"
+	[ $((after - before)) -gt 0 ]
+	[ $((after - before)) -le $((24000000 - 12 * 1048576)) ]
 }
 
 @test "mmap: on slow storage several workers read ahead, at most PREFETCH_THREADS" {
@@ -335,19 +362,67 @@ mount_slowfs() {
 	mkdir -p src
 	make_file src/big 32000000
 	mount_slowfs 1000
-	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=2M --loops=10 --check-unmapped \
+	mmap_same_in_three_modes "$TIMEOUT_STACKS" 120 "$SCAN" --early-unmap=2M --loops=10 --check-unmapped \
 		"$MNT/big"
 	assert_mmap_read_ahead
-	mmap_same_in_three_modes timeout 120 "$SCAN" --early-unmap=2M --loops=10 --replace \
+	mmap_same_in_three_modes "$TIMEOUT_STACKS" 120 "$SCAN" --early-unmap=2M --loops=10 --replace \
 		--check-unmapped "$MNT/big"
 	assert_mmap_read_ahead
 	# Reading and unmapping while workers are blocked in their steps, in
 	# MAP_PRIVATE mappings of a direct_io file (no MAP_SHARED there).
 	slowfs_umount "$MNT"
 	slowfs_mount "$BATS_TEST_TMPDIR/src" "$MNT" --delay-us=1000 --direct-io
-	mmap_same_in_three_modes timeout 120 "$SCAN" --map=private --early-unmap=2M --loops=10 \
+	mmap_same_in_three_modes "$TIMEOUT_STACKS" 120 "$SCAN" --map=private --early-unmap=2M --loops=10 \
 		--check-unmapped "$MNT/big"
 	assert_mmap_read_ahead
 	mmap_same_in_three_modes "$SCAN" --mode=mmap --map=private --check-unmapped "$MNT/big"
 	assert_mmap_read_ahead
+}
+
+# The library keeps no descriptor in the program's table (the workers read
+# pagemap through descriptors of their own tables): a program that opens
+# files up to its limit while a mapping is prefetched gets the same numbers
+# and meets EMFILE at the same point. The statistics go to a file, opened
+# only at exit (after the program closed its descriptors).
+@test "mmap: the program's descriptor numbers and EMFILE point are its own (ulimit -n 12 and 1024)" {
+	make_cold_file a 24000000
+	for n in 12 1024; do
+		(ulimit -n $n && mmap_same_in_three_modes "$HELPERS/mmap_fds" $WORK a)
+		cat out.enabled
+		grep -q '^open failed: EMFILE after [0-9]* opens$' out.enabled
+		[ "$(grep -c '^fd ' out.enabled)" -ge $((n - 8)) ]
+		assert_mmap_engaged
+	done
+}
+
+# Several threads each read a file with read() and through a mapping, and
+# fork half-way; the children go on reading (new streams, new mappings,
+# workers of their own). Every byte is checked in every process; the
+# harness's timeout prints every thread's stack if anything hangs.
+@test "mmap: forks from several threads while streams and mappings are read ahead" {
+	for f in a b c; do
+		make_offsets $f 12000000
+	done
+	check_three_modes "$TIMEOUT_STACKS" 120 "$HELPERS/mmap_forks" --rounds=3 --work-ns=5000 a b c
+	[ "$(grep -c ' round [0-9]: ok$' out.enabled)" -eq 9 ]
+	echo "stats: $(cat "$STATS")"
+	# The parent and its 9 children report.
+	[ "$(grep -c 'prog=mmap_forks' "$STATS")" -eq 10 ]
+	[ "$(stat_sum mmap_mappings)" -gt 0 ]
+	[ "$(stat_sum files_prefetched)" -gt 0 ]
+}
+
+# The harness's stack dump, shown on a program that hangs on purpose (its
+# children block on a mutex): PF_TEST_HANG=1 to run it. It passes when the
+# dump names the blocked function.
+@test "mmap: a hung test program's threads are dumped before it is killed" {
+	[ "${PF_TEST_HANG:-}" = 1 ] || skip "set PF_TEST_HANG=1 to see the harness's stack dump"
+	command -v gdb > /dev/null || skip "gdb not installed"
+	make_offsets a 4000000
+	run with_prefetch "$TIMEOUT_STACKS" 5 "$HELPERS/mmap_forks" --rounds=1 --hang-child a
+	[ "$status" -eq 124 ]
+	# The parent waiting for its child, the child blocked.
+	grep -q 'in one_round' "$STACKS_LOG"
+	grep -q 'pthread_mutex_lock.*hang_lock' "$STACKS_LOG"
+	grep -q 'in child_main' "$STACKS_LOG"
 }

@@ -369,3 +369,8 @@ stat_max() {
 	[ -r "$STATS" ] || { echo 0; return; }
 	grep -o " $1=[0-9]*" "$STATS" | cut -d= -f2 | sort -n | tail -n 1 | awk '{ print $1 + 0 } END { if (NR == 0) print 0 }'
 }
+
+# TIMEOUT_STACKS SECONDS CMD...: timeout(1) that, before it kills a hung
+# CMD, prints the stack of every thread of CMD and its descendants (gdb) to
+# stderr and to $STACKS_LOG when set (tests/helpers/timeout_stacks).
+TIMEOUT_STACKS="$abs_top_srcdir/tests/helpers/timeout_stacks"

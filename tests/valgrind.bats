@@ -179,3 +179,20 @@ real_programs() {
 @test "helgrind: md5sum and cat (real programs): no race, no lock misuse; engaged" {
 	real_programs helgrind
 }
+
+@test "helgrind: fork while streams and mappings are read ahead, children restart: no race, no lock misuse" {
+	# The one set of fork handlers (both modules' locks, the mmap path's
+	# wait for thread starts) against the library's own threads, and
+	# children that start workers of their own. One program thread:
+	# several (mmap.bats runs that) draw reports on the engine's fd slots
+	# and on pthread_once that are not about fork.
+	make_offsets a 6000000
+	run --separate-stderr vg helgrind "$HELPERS/mmap_forks" --rounds=3 a
+	echo "$output"
+	ran_clean
+	same_as_plain "$HELPERS/mmap_forks" --rounds=3 a
+	echo "stats: $(cat "$STATS")"
+	[ "$(grep -c 'prog=mmap_forks' "$STATS")" -eq 4 ]
+	[ "$(stat_sum files_prefetched)" -gt 0 ]
+	vg_clean 4
+}
