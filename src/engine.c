@@ -141,7 +141,10 @@ static struct {
 	struct pf_stream *head, *tail;  /* streams with QUEUED chunks, round robin */
 	struct pf_stream *all;          /* every live stream (for fork) */
 	int state;                      /* 0 not started, 1 running, -1 failed */
-} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, NULL, 0 };
+	unsigned starting;              /* workers created, not yet in worker_main */
+	pthread_cond_t started;         /* starting went to 0 */
+} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, NULL, 0, 0,
+	   PTHREAD_COND_INITIALIZER };
 
 static void stream_free(struct pf_stream *s)
 {
@@ -513,6 +516,12 @@ static void *worker_main(void *unused)
 {
 	(void)unused;
 	pf_in_library = 1; /* anything this thread calls passes straight through */
+	/* The thread's start (its allocations, a sanitizer's) is over: a fork
+	 * may go on (pf_engine_atfork_prepare). */
+	pthread_mutex_lock(&pool.lock);
+	if (--pool.starting == 0)
+		pthread_cond_broadcast(&pool.started);
+	pthread_mutex_unlock(&pool.lock);
 	for (;;) {
 		pthread_mutex_lock(&pool.lock);
 		while (!pool.head)
@@ -560,6 +569,7 @@ static int pool_start(const struct pf_settings *cfg)
 			if (pthread_create(&tid, &attr, worker_main, NULL) != 0)
 				break;
 			started++;
+			pool.starting++;
 		}
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		pthread_attr_destroy(&attr);
@@ -1450,9 +1460,14 @@ void pf_fd_flags_changed(int fd, int flags)
 
 /* --- fork ------------------------------------------------------------------------------ */
 
+/* Waits for workers still starting: a thread's start allocates (in the
+ * C library, in a sanitizer's runtime), and a child forked meanwhile would
+ * find the allocator's lock held by a thread it does not have. */
 void pf_engine_atfork_prepare(void)
 {
 	pthread_mutex_lock(&pool.lock);
+	while (pool.starting)
+		pthread_cond_wait(&pool.started, &pool.lock);
 }
 
 void pf_engine_atfork_parent(void)
@@ -1487,6 +1502,8 @@ void pf_engine_atfork_child(void)
 	/* Locked by pf_engine_atfork_prepare, in this very thread. */
 	pthread_mutex_unlock(&pool.lock);
 	pthread_cond_init(&pool.work, NULL);
+	pthread_cond_init(&pool.started, NULL);
+	pool.starting = 0;
 	pool.head = pool.tail = pool.all = NULL;
 	pool.state = 0;
 	live_streams = 0;

@@ -225,10 +225,12 @@ assert_mmap_not_engaged() {
 	cmp out.cold out.warm
 }
 
-# mincore() tells page-cache residency only to a file's owner (or root, or
-# who may write it); the library asks the page cache itself (preadv2 with
-# RWF_NOWAIT), so a cached file of another user is recognised as well.
-@test "mmap: a cached file of another user is left alone too" {
+# mincore() and cachestat() tell page-cache residency only to a file's
+# owner (or root, or who may write it). RWF_NOWAIT reads, which would tell
+# anyone, start the kernel's readahead of what they ask about, so the
+# library does not use them: a cached file of another user is read ahead
+# anyway (a documented limitation), with the same output.
+@test "mmap: a cached file of another user is read ahead anyway, the same bytes" {
 	need_nobody
 	# bats' directories are private to root: one nobody can read.
 	D=$(mktemp -d "${BATS_RUN_TMPDIR%/*}/pf-mmap.XXXXXX")
@@ -253,14 +255,14 @@ assert_mmap_not_engaged() {
 	[ "$(stat_sum mmap_mappings_cached)" -eq 0 ]
 	assert_mmap_engaged
 	cold=$output
-	# Warm: left alone.
+	# Warm: the kernel will not tell nobody that it is cached.
 	cat "$D/a" > /dev/null
 	rm -f "$STATS"
 	run -0 scan_as_nobody
 	echo "warm: $output; stats: $(cat "$STATS")"
 	[ "${output#*checksum}" = "${cold#*checksum}" ]
-	[ "$(stat_sum mmap_mappings_cached)" -eq 1 ]
-	assert_mmap_not_engaged
+	[ "$(stat_sum mmap_mappings_cached)" -eq 0 ]
+	assert_mmap_engaged
 }
 
 # scan_threads [VAR=VALUE...]: sets max to the most threads that the scan of
