@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ enum ahead_state {
 	AHEAD_READING,  /* identity known, first window being read */
 	AHEAD_READY,    /* read, closed: may be adopted */
 	AHEAD_ADOPTED,  /* the program opened it as fd */
+	AHEAD_FAILED,   /* could not be fetched: kept so it is not asked for again */
 };
 
 struct ahead {
@@ -127,7 +129,7 @@ static void entry_drop(struct ahead *e)
 
 static bool too_old(const struct ahead *e, uint64_t now)
 {
-	return (e->state == AHEAD_READY || e->state == AHEAD_ADOPTED) &&
+	return (e->state == AHEAD_READY || e->state == AHEAD_ADOPTED || e->state == AHEAD_FAILED) &&
 	       now - e->fetched_ns > PF_AHEAD_MAX_AGE_NS;
 }
 
@@ -178,6 +180,13 @@ static void fetch_end(struct ahead *e, bool ok, bool failed)
 		PF_STAT_ADD(files_predicted_failed, 1);
 	if (ok && !e->cancel) {
 		e->state = AHEAD_READY;
+	} else if (failed && !e->cancel) {
+		free(e->buf);
+		if (e->reserved)
+			pf_memory_release(e->reserved);
+		e->buf = NULL;
+		e->len = e->reserved = 0;
+		e->state = AHEAD_FAILED;
 	} else {
 		e->state = AHEAD_READY; /* entry_free counts what was read for nothing */
 		entry_free(e, ok);
@@ -384,21 +393,49 @@ void pf_ahead_passed(unsigned source, unsigned index)
 
 /* --- adoption ---------------------------------------------------------------------------- */
 
-/* The entry fetched for the file st describes, waiting for a read in
- * flight (fa.lock held). */
-static struct ahead *fetched_for(const struct stat *st)
+/* The path of the program's fd, as the kernel names it: what an absolute
+ * predicted path is when nothing on the way is a symbolic link. */
+static bool fd_path(int fd, char *buf, size_t size)
 {
+	char link[32];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t r = readlink(link, buf, size - 1);
+	if (r <= 0)
+		return false;
+	buf[r] = '\0';
+	return true;
+}
+
+/* The entry fetched for the file st describes (fa.lock held): waits for a
+ * read in flight, and for an open in flight of the same path (whose
+ * identity is not known yet), rather than ask the storage twice. */
+static struct ahead *fetched_for(int fd, const struct stat *st)
+{
+	char path[PATH_MAX];
+	int have_path = 0; /* 0 not asked, 1 known, -1 unknown */
 	for (;;) {
-		struct ahead *found = NULL;
+		struct ahead *found = NULL, *opening = NULL;
 		for (unsigned i = 0; i < PF_AHEAD_SLOTS && !found; i++) {
 			struct ahead *e = &fa.e[i];
-			if ((e->state == AHEAD_READING || e->state == AHEAD_READY) && !e->cancel &&
+			if (e->cancel)
+				continue;
+			if ((e->state == AHEAD_READING || e->state == AHEAD_READY) &&
 			    e->id.st_dev == st->st_dev && e->id.st_ino == st->st_ino)
 				found = e;
+			else if (e->state == AHEAD_OPENING)
+				opening = e;
+		}
+		if (!found && opening && have_path == 0)
+			have_path = fd_path(fd, path, sizeof(path)) ? 1 : -1;
+		if (!found && opening && have_path > 0) {
+			for (unsigned i = 0; i < PF_AHEAD_SLOTS && !found; i++)
+				if (fa.e[i].state == AHEAD_OPENING && !fa.e[i].cancel &&
+				    strcmp(fa.e[i].path, path) == 0)
+					found = &fa.e[i];
 		}
 		if (!found || found->state == AHEAD_READY)
 			return found;
-		/* Its first window is on its way: wait rather than ask again. */
+		/* On its way: wait rather than ask again. */
 		pthread_cond_wait(&fa.done, &fa.lock);
 	}
 }
@@ -414,7 +451,7 @@ static bool adopt(int fd, const struct stat *st)
 		if ((e->state == AHEAD_ADOPTED && e->fd == fd) || too_old(e, now))
 			entry_free(e, e->state == AHEAD_READY);
 	}
-	struct ahead *e = fetched_for(st);
+	struct ahead *e = fetched_for(fd, st);
 	if (e && same_file(&e->id, st) && !too_old(e, pf_now_ns())) {
 		e->state = AHEAD_ADOPTED;
 		e->fd = fd;
