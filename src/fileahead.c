@@ -33,8 +33,9 @@
 
 /* Files fetched or being fetched at once: bounds the waste of wrong guesses. */
 #define PF_AHEAD_SLOTS 32u
-/* The first window of each file: whole small files, the start of large
- * ones (the engine reads the rest once the program reads on). */
+/* Files up to this size are fetched, whole. Larger ones are the engine's:
+ * it reads them ahead from their open in a process that reads whole files
+ * (streams_at_open), and a first window fetched here would be read twice. */
 #define PF_AHEAD_WINDOW ((size_t)1 << 20)
 #define PF_AHEAD_THREADS 8u
 #define PF_AHEAD_STACK ((size_t)256 * 1024)
@@ -49,7 +50,7 @@ enum ahead_state {
 	AHEAD_READING,  /* identity known, first window being read */
 	AHEAD_READY,    /* read, closed: may be adopted */
 	AHEAD_ADOPTED,  /* the program opened it as fd */
-	AHEAD_FAILED,   /* could not be fetched: kept so it is not asked for again */
+	AHEAD_FAILED,   /* not fetched (failed, too large, no memory): nothing to serve */
 };
 
 struct ahead {
@@ -180,7 +181,8 @@ static void fetch_end(struct ahead *e, bool ok, bool failed)
 		PF_STAT_ADD(files_predicted_failed, 1);
 	if (ok && !e->cancel) {
 		e->state = AHEAD_READY;
-	} else if (failed && !e->cancel) {
+	} else if (!ok && !e->cancel) {
+		/* Kept for a while so that it is not asked for again. */
 		free(e->buf);
 		if (e->reserved)
 			pf_memory_release(e->reserved);
@@ -198,10 +200,14 @@ static void fetch_end(struct ahead *e, bool ok, bool failed)
  * links, with this thread's credentials, which are the program's), but only
  * a regular file: looked at first, so that no device is ever opened, and
  * opened non-blocking, so that a FIFO put there in between cannot block. */
-static int open_regular(const char *path, struct stat *st)
+static int open_regular(const char *path, struct stat *st, bool *skip)
 {
 	if (stat(path, st) != 0 || !S_ISREG(st->st_mode))
 		return -1;
+	if ((uint64_t)st->st_size > ahead_window()) {
+		*skip = true;
+		return -1;
+	}
 	int fd = pf_libc.open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
@@ -216,13 +222,14 @@ static int open_regular(const char *path, struct stat *st)
 static void fetch(struct ahead *e)
 {
 	struct stat st, after;
-	int fd = open_regular(e->path, &st);
+	bool skip = false;
+	int fd = open_regular(e->path, &st, &skip);
 	if (fd < 0) {
 		pthread_mutex_lock(&fa.lock);
-		fetch_end(e, false, true);
+		fetch_end(e, false, !skip);
 		return;
 	}
-	size_t want = (uint64_t)st.st_size < ahead_window() ? (size_t)st.st_size : ahead_window();
+	size_t want = (size_t)st.st_size;
 	char *buf = NULL;
 	bool room = !want || pf_memory_reserve(want, pf_settings()->max_memory) == 0;
 	if (room && want && !(buf = malloc(want))) {
