@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -74,18 +75,28 @@ static struct {
 	pthread_cond_t done;  /* an entry left AHEAD_READING */
 	struct ahead e[PF_AHEAD_SLOTS];
 	uint64_t seq;
-	int state;            /* 0 not started, 1 running, -1 unusable */
-	unsigned threads;     /* threads running with a private table */
+	int state;            /* 0 none started yet, 1 running, -1 unusable */
+	unsigned started;     /* threads created */
+	unsigned idle;        /* threads waiting for work */
 } fa = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-	 { { 0 } }, 0, 0, 0 };
+	 { { 0 } }, 0, 0, 0, 0 };
 
 /* Read without the lock on hot paths: an open or a read costs one load
  * when nothing was fetched. */
 static unsigned live_entries, adopted_entries;
 
+/* Not in a setuid or setgid program (AT_SECURE): its threads' credentials
+ * are not the user's, and a file operand must not be read with them before
+ * the program checked it. */
 bool pf_files_enabled(void)
 {
-	return pf_settings()->files;
+	static int secure = -1;
+	int sec = __atomic_load_n(&secure, __ATOMIC_RELAXED);
+	if (sec < 0) {
+		sec = getauxval(AT_SECURE) != 0;
+		__atomic_store_n(&secure, sec, __ATOMIC_RELAXED);
+	}
+	return !sec && pf_settings()->files;
 }
 
 static size_t ahead_window(void)
@@ -273,24 +284,25 @@ static void *fetcher_main(void *unused)
 	int ok = private_table();
 	pthread_mutex_lock(&fa.lock);
 	if (ok != 0) {
-		/* Nothing may be opened from a table the program shares; if no
-		 * thread has a private one, nothing will be fetched at all. */
-		if (fa.threads == 0 && fa.state == 1) {
-			fa.state = -1;
-			for (unsigned i = 0; i < PF_AHEAD_SLOTS; i++)
-				if (fa.e[i].state == AHEAD_QUEUED)
-					entry_free(&fa.e[i], false);
-		}
+		/* Nothing may be opened from a table the program shares, and
+		 * the next thread would fare no better: nothing is fetched. */
+		__atomic_store_n(&fa.state, -1, __ATOMIC_RELAXED);
+		for (unsigned i = 0; i < PF_AHEAD_SLOTS; i++)
+			if (fa.e[i].state == AHEAD_QUEUED)
+				entry_free(&fa.e[i], false);
 		pthread_mutex_unlock(&fa.lock);
 		PF_LOG(PF_LOG_WARN, "no private descriptor table (%s): files are not fetched ahead",
 		       strerror(errno));
 		return NULL;
 	}
-	fa.threads++;
+	if (fa.state == 0)
+		__atomic_store_n(&fa.state, 1, __ATOMIC_RELAXED);
 	for (;;) {
-		struct ahead *e = next_queued();
+		struct ahead *e = fa.state > 0 ? next_queued() : NULL;
 		if (!e) {
+			fa.idle++;
 			pthread_cond_wait(&fa.work, &fa.lock);
+			fa.idle--;
 			continue;
 		}
 		e->state = AHEAD_OPENING;
@@ -300,32 +312,33 @@ static void *fetcher_main(void *unused)
 	return NULL;
 }
 
-/* Starts the threads once (fa.lock held). */
-static bool pool_ready(void)
+/* Starts one more thread when more files wait than threads do, up to
+ * min(PREFETCH_THREADS, PF_AHEAD_THREADS): a process that predicts one file
+ * has one thread (fa.lock held). */
+static void pool_grow(void)
 {
-	if (fa.state != 0)
-		return fa.state > 0;
 	const struct pf_settings *cfg = pf_settings();
-	unsigned n = cfg->threads < PF_AHEAD_THREADS ? cfg->threads : PF_AHEAD_THREADS;
+	unsigned max = cfg->threads < PF_AHEAD_THREADS ? cfg->threads : PF_AHEAD_THREADS;
+	unsigned queued = 0;
+	for (unsigned i = 0; i < PF_AHEAD_SLOTS; i++)
+		queued += fa.e[i].state == AHEAD_QUEUED;
+	if (queued <= fa.idle || fa.started >= max)
+		return;
 	pthread_attr_t attr;
 	sigset_t all, old;
-	unsigned started = 0;
+	pthread_t tid;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, PF_AHEAD_STACK);
 	/* The program's signals go to its own threads. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (unsigned i = 0; i < n; i++) {
-		pthread_t tid;
-		if (pthread_create(&tid, &attr, fetcher_main, NULL) != 0)
-			break;
-		started++;
-	}
+	if (pthread_create(&tid, &attr, fetcher_main, NULL) == 0)
+		fa.started++;
+	else if (fa.started == 0)
+		__atomic_store_n(&fa.state, -1, __ATOMIC_RELAXED);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
-	fa.state = started ? 1 : -1;
-	return fa.state > 0;
 }
 
 bool pf_ahead_usable(void)
@@ -360,7 +373,7 @@ bool pf_ahead_want(unsigned source, unsigned index, const char *path)
 {
 	bool ok = false;
 	pthread_mutex_lock(&fa.lock);
-	if (!pool_ready())
+	if (fa.state < 0)
 		goto out;
 	ok = true;
 	if (already_wanted(path))
@@ -379,6 +392,7 @@ bool pf_ahead_want(unsigned source, unsigned index, const char *path)
 	__atomic_add_fetch(&live_entries, 1, __ATOMIC_RELAXED);
 	PF_STAT_ADD(files_predicted, 1);
 	pthread_cond_signal(&fa.work);
+	pool_grow();
 out:
 	pthread_mutex_unlock(&fa.lock);
 	return ok;
@@ -662,8 +676,9 @@ void pf_ahead_atfork_child(void)
 	}
 	live_entries = adopted_entries = 0;
 	fa.state = 0;
-	fa.threads = 0;
-	pthread_mutex_init(&fa.lock, NULL);
+	fa.started = fa.idle = 0;
 	pthread_cond_init(&fa.work, NULL);
 	pthread_cond_init(&fa.done, NULL);
+	/* Locked by pf_ahead_atfork_prepare, in this very thread. */
+	pthread_mutex_unlock(&fa.lock);
 }

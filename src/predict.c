@@ -90,7 +90,7 @@ static bool order_step(struct order *o, int i)
 	o->misses = in_order ? 0 : o->misses + 1;
 	o->last = i;
 	if (o->misses >= PF_SOURCE_MISSES)
-		o->off = true;
+		__atomic_store_n(&o->off, true, __ATOMIC_RELAXED);
 	return !o->off;
 }
 
@@ -442,7 +442,8 @@ static void listing_opened(int fd)
 
 bool pf_predict_any(void)
 {
-	return (args.n && !args.order.off) || __atomic_load_n(&live_listings, __ATOMIC_RELAXED);
+	return (args.n && !__atomic_load_n(&args.order.off, __ATOMIC_RELAXED)) ||
+	       __atomic_load_n(&live_listings, __ATOMIC_RELAXED);
 }
 
 void pf_predict_opened(int fd, int dirfd, const char *path, const struct stat *st)
@@ -479,7 +480,7 @@ static void pred_atfork_parent(void)
 static void pred_atfork_child(void)
 {
 	pf_ahead_atfork_child();
-	pthread_mutex_init(&pred_lock, NULL);
+	pthread_mutex_unlock(&pred_lock); /* locked in prepare, by this thread */
 }
 
 __attribute__((constructor)) static void pf_predict_init(int argc, char **argv, char **envp)
