@@ -307,6 +307,11 @@ static struct listing *listing_new(DIR *dirp)
 	l->id = next_id++;
 	l->order.last = -1;
 	l->used = ++tick;
+	/* On a local disk nothing is fetched ahead (pf_predict_opened): the
+	 * listing is not kept, which costs a directory one fstat. */
+	struct stat st;
+	if (fstat(dirfd(dirp), &st) != 0 || (major(st.st_dev) != 0 && !pf_settings()->block_devices))
+		return l;
 	l->dir = dir_path(dirp);
 	if (l->dir) {
 		l->dirlen = strlen(l->dir);
