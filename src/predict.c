@@ -66,7 +66,14 @@ struct listing {
 	unsigned n, cap;
 	uint32_t *hash;     /* index + 1, 0 for empty; nhash slots */
 	unsigned nhash, hashed;
-	struct order order;
+	struct order order; /* the program's opens in listing order */
+	/* Sorted order (rsync, ls-like programs): by_rank[r] is the index of
+	 * the r-th name by strcmp, rank[i] the rank of name i; built when
+	 * first needed, for the ranked first names. */
+	uint32_t *by_rank, *rank;
+	unsigned ranked;
+	struct order sorted;
+	bool by_name;       /* predicting in sorted order */
 	uint64_t used;      /* for replacing the least recently used */
 };
 
@@ -80,18 +87,22 @@ static bool listing_reader;
 
 /* --- sources -------------------------------------------------------------------------- */
 
-/* The program opened index i of a source: true while it follows the
- * source's order closely enough to keep predicting from it. */
+/* The program opened position i of a source's order. Returns true when it
+ * followed that order (the next position, or its first open): then the next
+ * files are worth predicting. After PF_SOURCE_MISSES opens out of order in a
+ * row, the order is given up (off). */
 static bool order_step(struct order *o, int i)
 {
+	if (o->off)
+		return false;
 	if (i == o->last)
-		return true; /* the same file again */
+		return false; /* the same file again: predicted already */
 	bool in_order = o->last < 0 || i == o->last + 1;
 	o->misses = in_order ? 0 : o->misses + 1;
 	o->last = i;
 	if (o->misses >= PF_SOURCE_MISSES)
 		__atomic_store_n(&o->off, true, __ATOMIC_RELAXED);
-	return !o->off;
+	return in_order;
 }
 
 /* dir/name into buf; false when too long. */
@@ -166,11 +177,14 @@ static void argv_opened(int dirfd, const char *path)
 	int i = argv_find(path);
 	if (i < 0)
 		return;
-	if (!order_step(&args.order, i)) {
+	bool in_order = order_step(&args.order, i);
+	if (args.order.off) {
 		pf_ahead_passed(PF_ARGV_SOURCE, UINT_MAX);
 		return;
 	}
 	pf_ahead_passed(PF_ARGV_SOURCE, (unsigned)i);
+	if (!in_order)
+		return; /* a guess missed: predict again once the order is followed */
 	char cwd[PATH_MAX], path_buf[PATH_MAX];
 	bool have_cwd = false;
 	for (unsigned j = (unsigned)i + 1; j < args.n && j <= (unsigned)i + PF_FILES_AHEAD; j++) {
@@ -248,7 +262,7 @@ static int listing_find(struct listing *l, const char *name)
 
 static bool listing_live(const struct listing *l)
 {
-	return l->dir && !l->order.off;
+	return l->dir && !(l->order.off && l->sorted.off);
 }
 
 static void listing_free(struct listing *l)
@@ -261,6 +275,8 @@ static void listing_free(struct listing *l)
 	free(l->arena);
 	free(l->offs);
 	free(l->hash);
+	free(l->by_rank);
+	free(l->rank);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -268,8 +284,40 @@ static void listing_give_up(struct listing *l)
 {
 	if (listing_live(l))
 		__atomic_sub_fetch(&live_listings, 1, __ATOMIC_RELAXED);
-	l->order.off = true;
+	l->order.off = l->sorted.off = true;
 	pf_ahead_passed(l->id, UINT_MAX);
+	/* New listings are no longer read ahead of their first open. */
+	listing_reader = false;
+}
+
+static const struct listing *sorting; /* for by_name_cmp (pred_lock held) */
+
+static int by_name_cmp(const void *a, const void *b)
+{
+	return strcmp(name_at(sorting, *(const uint32_t *)a), name_at(sorting, *(const uint32_t *)b));
+}
+
+/* The rank of name i in sorted order, -1 when out of memory. */
+static int listing_rank(struct listing *l, int i)
+{
+	if (l->ranked != l->n) {
+		uint32_t *by_rank = realloc(l->by_rank, l->n * sizeof(*by_rank));
+		if (by_rank)
+			l->by_rank = by_rank;
+		uint32_t *rank = by_rank ? realloc(l->rank, l->n * sizeof(*rank)) : NULL;
+		if (rank)
+			l->rank = rank;
+		if (!by_rank || !rank)
+			return -1;
+		for (unsigned k = 0; k < l->n; k++)
+			by_rank[k] = k;
+		sorting = l;
+		qsort(by_rank, l->n, sizeof(*by_rank), by_name_cmp);
+		for (unsigned r = 0; r < l->n; r++)
+			rank[by_rank[r]] = r;
+		l->ranked = l->n;
+	}
+	return (int)l->rank[i];
 }
 
 static struct listing *listing_of(DIR *dirp)
@@ -305,7 +353,7 @@ static struct listing *listing_new(DIR *dirp)
 	listing_free(l);
 	l->dirp = dirp;
 	l->id = next_id++;
-	l->order.last = -1;
+	l->order.last = l->sorted.last = -1;
 	l->used = ++tick;
 	/* On a local disk nothing is fetched ahead (pf_predict_opened): the
 	 * listing is not kept, which costs a directory one fstat. */
@@ -349,12 +397,15 @@ static void listing_add(struct listing *l, const char *name)
 	l->arena_len += len;
 }
 
-/* Asks for the files of l after index i (none yet: i = -1). */
-static void listing_predict(struct listing *l, int i)
+/* Asks for the files of l after position pos (none yet: -1) of the order
+ * it predicts in. */
+static void listing_predict(struct listing *l, int pos)
 {
 	char path[PATH_MAX];
-	for (unsigned j = (unsigned)(i + 1); j < l->n && j <= (unsigned)(i + (int)PF_FILES_AHEAD); j++) {
-		if (!join(path, sizeof(path), l->dir, l->dirlen, name_at(l, j)))
+	unsigned n = l->by_name ? l->ranked : l->n;
+	for (unsigned j = (unsigned)(pos + 1); j < n && j <= (unsigned)(pos + (int)PF_FILES_AHEAD); j++) {
+		unsigned i = l->by_name ? l->by_rank[j] : j;
+		if (!join(path, sizeof(path), l->dir, l->dirlen, name_at(l, i)))
 			continue;
 		if (!pf_ahead_want(l->id, j, path))
 			return;
@@ -411,6 +462,36 @@ void pf_files_dir_closing(DIR *dirp)
 	errno = saved;
 }
 
+/* The program opened name i of l: follow it in listing order, or in sorted
+ * order once that is the one it keeps to. */
+static void listing_step(struct listing *l, int i)
+{
+	int r = listing_rank(l, i);
+	/* A guess was right: the next file in one of the orders. */
+	bool confirmed = (l->order.last >= 0 && i == l->order.last + 1) ||
+			 (r >= 0 && l->sorted.last >= 0 && r == l->sorted.last + 1);
+	bool in_list = order_step(&l->order, i);
+	bool in_name = r >= 0 && order_step(&l->sorted, r);
+	if (r < 0)
+		l->sorted.off = true;
+	if (l->order.off && l->sorted.off) {
+		listing_give_up(l);
+		return;
+	}
+	if (in_name != in_list) {
+		bool by_name = in_name;
+		if (by_name != l->by_name)
+			pf_ahead_passed(l->id, UINT_MAX); /* positions of the other order */
+		l->by_name = by_name;
+	}
+	if (confirmed)
+		listing_reader = true;
+	int pos = l->by_name ? r : i;
+	pf_ahead_passed(l->id, (unsigned)pos);
+	if (l->by_name ? in_name : in_list)
+		listing_predict(l, pos);
+}
+
 /* The program opened fd: if its file is in a listing, predict what follows. */
 static void listing_opened(int fd)
 {
@@ -433,14 +514,7 @@ static void listing_opened(int fd)
 		if (i < 0)
 			continue;
 		l->used = ++tick;
-		if (l->order.last >= 0 && i == l->order.last + 1)
-			listing_reader = true;
-		if (!order_step(&l->order, i)) {
-			listing_give_up(l);
-			return;
-		}
-		pf_ahead_passed(l->id, (unsigned)i);
-		listing_predict(l, i);
+		listing_step(l, i);
 		return;
 	}
 }

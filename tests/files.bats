@@ -87,6 +87,31 @@ for root, dirs, files in os.walk(sys.argv[1]):
 	assert_hits
 }
 
+@test "listings: a reader in sorted order (sorted(os.listdir), rsync) opens the predicted files" {
+	[ -x "$PY" ] || skip "no $PY"
+	make_tree d 24
+	# shellcheck disable=SC2016
+	sorted='
+import os, sys, hashlib, time
+for i, f in enumerate(sorted(os.listdir(sys.argv[1]))):
+    with open(os.path.join(sys.argv[1], f), "rb") as fh:
+        print(f, hashlib.md5(fh.read()).hexdigest())
+    if i == 1:
+        time.sleep(0.2)
+'
+	same_in_three_modes "$PY" -c "$sorted" d
+	assert_hits
+	if command -v rsync > /dev/null; then
+		rm -f "$STATS"
+		copy() { rm -rf copy && "$@" rsync -a d/ copy/ && (cd copy && md5sum ./*); }
+		run -0 copy with_plain
+		plain=$output
+		run -0 copy with_prefetch
+		[ "$output" = "$plain" ]
+		assert_predicted
+	fi
+}
+
 @test "PREFETCH_FILES=0 predicts nothing" {
 	make_tree d 12
 	export PREFETCH_FILES=0
