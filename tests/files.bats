@@ -58,10 +58,10 @@ for root, dirs, files in os.walk(sys.argv[1]):
 
 @test "operands: a reader pausing after its first file opens the predicted files (open and fopen)" {
 	make_tree d 12
-	same_in_three_modes "$HELPERS/pf_openloop" --pause=200 d/*
+	same_in_three_modes "$HELPERS/pf_openloop" --pause=400 d/*
 	assert_hits
 	rm -f "$STATS"
-	same_in_three_modes "$HELPERS/pf_openloop" --stdio --pause=200 d/*
+	same_in_three_modes "$HELPERS/pf_openloop" --stdio --pause=400 d/*
 	assert_hits
 }
 
@@ -83,7 +83,7 @@ for root, dirs, files in os.walk(sys.argv[1]):
 	[ -x "$PY" ] || skip "no $PY"
 	make_tree d 20
 	make_tree d/sub 10
-	same_in_three_modes "$PY" -c "$WALK" d 0.2
+	same_in_three_modes "$PY" -c "$WALK" d 0.4
 	assert_hits
 }
 
@@ -97,7 +97,7 @@ for i, f in enumerate(sorted(os.listdir(sys.argv[1]))):
     with open(os.path.join(sys.argv[1], f), "rb") as fh:
         print(f, hashlib.md5(fh.read()).hexdigest())
     if i == 1:
-        time.sleep(0.2)
+        time.sleep(0.4)
 '
 	same_in_three_modes "$PY" -c "$sorted" d
 	assert_hits
@@ -115,7 +115,7 @@ for i, f in enumerate(sorted(os.listdir(sys.argv[1]))):
 @test "PREFETCH_FILES=0 predicts nothing" {
 	make_tree d 12
 	export PREFETCH_FILES=0
-	same_in_three_modes "$HELPERS/pf_openloop" --pause=200 d/*
+	same_in_three_modes "$HELPERS/pf_openloop" --pause=400 d/*
 	echo "stats: $(cat "$STATS")"
 	[ "$(stat_sum files_predicted)" -eq 0 ]
 }
@@ -125,7 +125,7 @@ for i, f in enumerate(sorted(os.listdir(sys.argv[1]))):
 	# The rewrite is the same in every mode: the outputs must match.
 	for mode in with_plain with_disabled with_prefetch; do
 		for i in $(seq 1 9); do "$HELPERS/pf_gen" "f$i" $((i * 10000 + 17)); done
-		"$mode" "$HELPERS/pf_openloop" --pause=200 --rewrite f? > "out.$mode"
+		"$mode" "$HELPERS/pf_openloop" --pause=400 --rewrite f? > "out.$mode"
 	done
 	cat out.with_prefetch
 	cmp out.with_plain out.with_disabled
@@ -141,6 +141,7 @@ for i, f in enumerate(sorted(os.listdir(sys.argv[1]))):
 	same_in_three_modes "$HELPERS/pf_openloop" --keep --pause=100 d/*
 	assert_hits
 	# A shell: exec 3< file takes number 3 in every mode.
+	# shellcheck disable=SC2016
 	script='for f in "$@"; do exec 3< "$f"; ls -l /proc/$$/fd | grep -c " 3 -> "; read -r x <&3; exec 3<&-; done'
 	same_in_three_modes bash -c "$script" sh d/*
 }
@@ -170,22 +171,22 @@ for i, p in enumerate(sys.argv[1:]):
     if os.path.isfile(p):
         print(p, len(open(p, "rb").read()))
         if i == 0:
-            time.sleep(0.2)
+            time.sleep(0.4)
 '
 	same_in_three_modes timeout 60 "$PY" -c "$reader" d/*
 	assert_predicted
 	[ "$(stat_sum files_predicted_failed)" -gt 0 ]
 	rm -f "$STATS"
-	same_in_three_modes timeout 60 "$PY" -c "$WALK" d 0.2
+	same_in_three_modes timeout 60 "$PY" -c "$WALK" d 0.4
 	assert_predicted
 	# Under strace, no thread opens any of them.
 	rm -f "$STATS"
 	run -0 with_prefetch timeout 60 strace -f -qq -e trace=open,openat -o trace.log \
 		"$PY" -c "$reader" d/*
 	run -0 with_prefetch timeout 60 strace -f -qq -e trace=open,openat -o trace2.log \
-		"$PY" -c "$WALK" d 0.2
+		"$PY" -c "$WALK" d 0.4
 	assert_predicted
-	! grep -E 'f[12][ab]-' trace.log trace2.log
+	run ! grep -E 'f[12][ab]-' trace.log trace2.log
 }
 
 @test "a file the user may not read stays denied with the same error" {
@@ -202,12 +203,13 @@ for i, p in enumerate(sys.argv[1:]):
 	chmod 0644 "$D"/d/f*
 	chmod 0600 "$D/d/f3" "$D/d/f5"
 	as_nobody test -r "$D/d/f1" || { rm -rf "$D"; skip "$D cannot be reached by user nobody"; }
+	# shellcheck disable=SC2030 # this test's own statistics file
 	STATS=$D/out/stats
 	run_nobody() {
 		as_nobody env LD_PRELOAD="$D/libprefetch.so" PREFETCH_STATS="$STATS" "$@"
 	}
-	plain=$(as_nobody "$D/pf_openloop" --pause=200 "$D"/d/f* 2>&1)
-	lib=$(run_nobody "$D/pf_openloop" --pause=200 "$D"/d/f* 2>&1)
+	plain=$(as_nobody "$D/pf_openloop" --pause=400 "$D"/d/f* 2>&1)
+	lib=$(run_nobody "$D/pf_openloop" --pause=400 "$D"/d/f* 2>&1)
 	plain_md5=$(cd "$D/d" && as_nobody md5sum f1 f2 f3 f4 f5 f6 2>&1; echo "rc=$?")
 	lib_md5=$(cd "$D/d" && run_nobody md5sum f1 f2 f3 f4 f5 f6 2>&1; echo "rc=$?")
 	echo "$plain"
