@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fileahead.h"
 #include "fdtable.h"
 #include "libc.h"
 #include "log.h"
@@ -1247,6 +1248,11 @@ static size_t request_size(const struct pf_read_req *req, bool *valid)
 
 ssize_t pf_read_fd(int fd, const struct pf_read_req *req)
 {
+	/* fileahead.c (issue 15): a file fetched before its open answers its
+	 * first reads; one load when there is none. */
+	ssize_t ahead;
+	if (pf_files_read(fd, req, &ahead))
+		return ahead;
 	struct pf_fd *slot = pf_fd_find(fd);
 	if (slot && __atomic_load_n(&slot->state, __ATOMIC_RELAXED) == PF_FD_IGNORED)
 		return pass_through(fd, req);

@@ -7,6 +7,7 @@
  * descriptor number, close one or move its offset tell the engine so. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fileahead.h"
 #include "libc.h"
 #include "mmap_prefetch.h"
 #include "stats.h"
@@ -94,10 +96,15 @@ static bool read_only_flags(int flags)
 	return (flags & O_ACCMODE) == O_RDONLY && !(flags & (O_DIRECT | O_PATH | O_DIRECTORY));
 }
 
-static int file_opened(int fd, int flags)
+/* A file opened for reading may be one fetched ahead (fileahead.c): then
+ * the engine does not also start reading it at open. */
+static int file_opened(int fd, int dirfd, const char *path, int flags)
 {
-	if (fd >= 0 && pf_active())
-		pf_fd_opened(fd, read_only_flags(flags));
+	if (fd >= 0 && pf_active()) {
+		bool reading = read_only_flags(flags);
+		bool adopted = reading && pf_files_opened(fd, dirfd, path);
+		pf_fd_opened(fd, reading && !adopted);
+	}
 	return fd;
 }
 
@@ -123,7 +130,7 @@ PF_EXPORT int open(const char *path, int flags, ...)
 	OPEN_MODE(flags, flags, mode);
 	if (pf_libc_bind() != 0)
 		return pf_boot_open(path, flags, mode);
-	return file_opened(pf_libc.open(path, flags, mode), flags);
+	return file_opened(pf_libc.open(path, flags, mode), AT_FDCWD, path, flags);
 }
 
 PF_EXPORT int open64(const char *path, int flags, ...)
@@ -131,7 +138,7 @@ PF_EXPORT int open64(const char *path, int flags, ...)
 	OPEN_MODE(flags, flags, mode);
 	if (pf_libc_bind() != 0)
 		return pf_boot_open(path, flags, mode);
-	return file_opened(pf_libc.open64(path, flags, mode), flags);
+	return file_opened(pf_libc.open64(path, flags, mode), AT_FDCWD, path, flags);
 }
 
 PF_EXPORT int openat(int dirfd, const char *path, int flags, ...)
@@ -139,7 +146,8 @@ PF_EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	OPEN_MODE(flags, flags, mode);
 	if (pf_libc_bind() != 0)
 		return boot_openat(dirfd, path, flags, mode);
-	return file_opened(pf_libc.openat(dirfd, path, flags, mode), flags);
+	return file_opened(pf_libc.openat(dirfd, path, flags, mode), dirfd, path,
+			   flags);
 }
 
 #ifdef HAVE_OPENAT64
@@ -148,7 +156,8 @@ PF_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 	OPEN_MODE(flags, flags, mode);
 	if (pf_libc_bind() != 0)
 		return boot_openat(dirfd, path, flags, mode);
-	return file_opened(pf_libc.openat64(dirfd, path, flags, mode), flags);
+	return file_opened(pf_libc.openat64(dirfd, path, flags, mode), dirfd, path,
+			   flags);
 }
 #endif
 
@@ -160,7 +169,7 @@ PF_EXPORT int __open_2(const char *path, int flags)
 {
 	if (pf_libc_bind() != 0)
 		return pf_boot_open(path, flags, 0);
-	return file_opened(pf_libc.__open_2(path, flags), flags);
+	return file_opened(pf_libc.__open_2(path, flags), AT_FDCWD, path, flags);
 }
 #endif
 
@@ -170,7 +179,7 @@ PF_EXPORT int __open64_2(const char *path, int flags)
 {
 	if (pf_libc_bind() != 0)
 		return pf_boot_open(path, flags, 0);
-	return file_opened(pf_libc.__open64_2(path, flags), flags);
+	return file_opened(pf_libc.__open64_2(path, flags), AT_FDCWD, path, flags);
 }
 #endif
 
@@ -180,7 +189,8 @@ PF_EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
 	if (pf_libc_bind() != 0)
 		return boot_openat(dirfd, path, flags, 0);
-	return file_opened(pf_libc.__openat_2(dirfd, path, flags), flags);
+	return file_opened(pf_libc.__openat_2(dirfd, path, flags), dirfd, path,
+			   flags);
 }
 #endif
 
@@ -190,7 +200,8 @@ PF_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
 	if (pf_libc_bind() != 0)
 		return boot_openat(dirfd, path, flags, 0);
-	return file_opened(pf_libc.__openat64_2(dirfd, path, flags), flags);
+	return file_opened(pf_libc.__openat64_2(dirfd, path, flags), dirfd, path,
+			   flags);
 }
 #endif
 
@@ -495,10 +506,10 @@ PF_EXPORT int fcntl64(int fd, int cmd, ...)
 
 /* --- stdio ------------------------------------------------------------------------------ */
 
-static FILE *stream_opened(FILE *fp, const char *mode)
+static FILE *stream_opened(FILE *fp, const char *path, const char *mode)
 {
 	if (fp)
-		file_opened(pf_stream_fd(fp),
+		file_opened(pf_stream_fd(fp), AT_FDCWD, path,
 			    mode[0] == 'r' && !strchr(mode, '+') ? O_RDONLY : O_RDWR);
 	return fp;
 }
@@ -509,7 +520,7 @@ PF_EXPORT FILE *fopen(const char *path, const char *mode)
 		errno = ENOSYS;
 		return NULL;
 	}
-	return stream_opened(pf_libc.fopen(path, mode), mode);
+	return stream_opened(pf_libc.fopen(path, mode), path, mode);
 }
 
 #ifdef HAVE_FOPEN64
@@ -519,7 +530,7 @@ PF_EXPORT FILE *fopen64(const char *path, const char *mode)
 		errno = ENOSYS;
 		return NULL;
 	}
-	return stream_opened(pf_libc.fopen64(path, mode), mode);
+	return stream_opened(pf_libc.fopen64(path, mode), path, mode);
 }
 #endif
 
@@ -538,7 +549,7 @@ PF_EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream)
 		return NULL;
 	}
 	stream_closing(stream);
-	return stream_opened(pf_libc.freopen(path, mode, stream), mode);
+	return stream_opened(pf_libc.freopen(path, mode, stream), path, mode);
 }
 
 #ifdef HAVE_FREOPEN64
@@ -549,7 +560,7 @@ PF_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream)
 		return NULL;
 	}
 	stream_closing(stream);
-	return stream_opened(pf_libc.freopen64(path, mode, stream), mode);
+	return stream_opened(pf_libc.freopen64(path, mode, stream), path, mode);
 }
 #endif
 
@@ -730,4 +741,48 @@ PF_EXPORT int posix_madvise(void *addr, size_t len, int advice)
 	if (r == 0 && pf_mmap_tracking() && pf_active())
 		pf_mmap_advised(addr, len, advice);
 	return r;
+}
+
+/* --- directory listings (fileahead.c) --- */
+
+/* What a program reads of a directory tells which files it may open next. */
+static void dir_read(DIR *dirp, const char *name, unsigned char type)
+{
+	int saved = errno; /* readdir's end is NULL with errno unchanged */
+	if (pf_active())
+		pf_files_dir_entry(dirp, name, type);
+	errno = saved;
+}
+
+PF_EXPORT struct dirent *readdir(DIR *dirp)
+{
+	if (pf_libc_bind() != 0) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	struct dirent *d = pf_libc.readdir(dirp);
+	dir_read(dirp, d ? d->d_name : NULL, d ? d->d_type : DT_UNKNOWN);
+	return d;
+}
+
+PF_EXPORT struct dirent64 *readdir64(DIR *dirp)
+{
+	if (pf_libc_bind() != 0) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	struct dirent64 *d = pf_libc.readdir64(dirp);
+	dir_read(dirp, d ? d->d_name : NULL, d ? d->d_type : DT_UNKNOWN);
+	return d;
+}
+
+PF_EXPORT int closedir(DIR *dirp)
+{
+	if (pf_libc_bind() != 0) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (pf_active())
+		pf_files_dir_closing(dirp);
+	return pf_libc.closedir(dirp);
 }

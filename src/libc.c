@@ -126,6 +126,9 @@ static void bind_all(void)
 	BIND(mremap);
 	BIND(madvise);
 	BIND(posix_madvise);
+	BIND(readdir);
+	BIND(readdir64);
+	BIND(closedir);
 #undef BIND
 	binding = 0;
 }

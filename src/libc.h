@@ -5,6 +5,7 @@
 #ifndef PF_LIBC_H
 #define PF_LIBC_H
 
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -64,6 +65,11 @@ struct pf_libc {
 	void *(*mremap)(void *old_addr, size_t old_len, size_t new_len, int flags, ...);
 	int (*madvise)(void *addr, size_t len, int advice);
 	int (*posix_madvise)(void *addr, size_t len, int advice);
+
+	/* fileahead.c: directory listings */
+	struct dirent *(*readdir)(DIR *dirp);
+	struct dirent64 *(*readdir64)(DIR *dirp);
+	int (*closedir)(DIR *dirp);
 };
 
 extern struct pf_libc pf_libc;

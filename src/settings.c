@@ -231,6 +231,7 @@ static void read_all(void)
 					   "using the default 0");
 	settings.mmap = read_flag("PREFETCH_MMAP", PF_MMAP_DEFAULT, PF_MMAP_DEFAULT,
 				  PF_MMAP_DEFAULT ? "using the default 1" : "using the default 0");
+	settings.files = read_flag("PREFETCH_FILES", true, true, "using the default 1");
 	read_parallel();
 	read_stats();
 	fit_sizes(window_given, chunk_given);

@@ -42,6 +42,7 @@ struct pf_settings {
 	int debug;                 /* PREFETCH_DEBUG level */
 	bool mmap;                 /* PREFETCH_MMAP: prefetch behind read-only file mappings */
 	int parallel;              /* PREFETCH_PARALLEL: 1, 0 (in order) or PF_PARALLEL_AUTO */
+	bool files;                /* PREFETCH_FILES: fetch predicted files before their open */
 };
 
 /* Reads the environment on first use (thread-safe), then returns the cache. */

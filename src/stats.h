@@ -6,7 +6,8 @@
  *     streams_dropped=N cached_skips=N errors_forwarded=N worker_reads=N
  *     mmap_mappings=N mmap_bytes_populated=N mmap_bytes_cached=N
  *     block_device_skips=N mmap_mappings_cached=N streams_uncached=N
- *     streams_at_open=N streams_ordered=N reads_split=N
+ *     streams_at_open=N streams_ordered=N reads_split=N files_predicted=N
+ *     files_predicted_opened=N files_predicted_failed=N bytes_predicted_unused=N
  */
 #ifndef PF_STATS_H
 #define PF_STATS_H
@@ -35,7 +36,11 @@
 	X(streams_uncached, "streams_uncached", 1)   /* doubled chunks: no page cache */ \
 	X(streams_at_open, "streams_at_open", 1)     /* started at open: whole-file reader */ \
 	X(streams_ordered, "streams_ordered", 1)     /* one read at a time, in order */ \
-	X(reads_split, "reads_split", 1)             /* large reads split in parallel pieces */
+	X(reads_split, "reads_split", 1)             /* large reads split in parallel pieces */ \
+	X(files_predicted, "files_predicted", 1)     /* files fetched before their open */ \
+	X(files_predicted_opened, "files_predicted_opened", 1) /* then opened: hits */ \
+	X(files_predicted_failed, "files_predicted_failed", 1) /* could not be fetched */ \
+	X(bytes_predicted_unused, "bytes_predicted_unused", 1) /* fetched, never opened */
 
 #define PF_STATS_FIELD(field, name, div) uint64_t field;
 
