@@ -99,7 +99,8 @@ void pf_stats_report(void)
 	const struct pf_settings *s = pf_settings();
 	if (!s->stats || pf_libc_bind() != 0)
 		return;
-	char line[1024];
+	/* Room for every counter at its widest (20 digits). */
+	char line[2048];
 	int len = format_report(line, sizeof(line));
 	if (len <= 0)
 		return;
