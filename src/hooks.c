@@ -25,6 +25,7 @@
 #include "fileahead.h"
 #include "libc.h"
 #include "mmap_prefetch.h"
+#include "predict.h"
 #include "stats.h"
 #include "stdio_path.h"
 
@@ -37,14 +38,16 @@
 
 /* The library's fork handlers: one set, for every module, so that the order
  * is this one whichever module was used first. Locks are taken in one
- * order, the mmap table's before the engine's pool (no code holds one while
- * taking the other); the mmap path's prepare also waits until none of its
+ * order, the file predictions' and fetches' (predict.c, fileahead.c), the
+ * mmap table's, then the engine's pool (no code holds one while taking the
+ * next); the mmap path's prepare also waits until none of its
  * threads is being started. Fd slots and streams are not locked: the child
  * re-initialises the slots and drops the streams. The child resets the
  * engine first: it zeroes the memory accounting, to which the mmap path's
  * reservations, forgotten next, were charged. */
 static void pf_atfork_prepare(void)
 {
+	pf_predict_atfork_prepare();
 	pf_mmap_atfork_prepare();
 	pf_engine_atfork_prepare();
 }
@@ -53,12 +56,14 @@ static void pf_atfork_parent(void)
 {
 	pf_engine_atfork_parent();
 	pf_mmap_atfork_parent();
+	pf_predict_atfork_parent();
 }
 
 static void pf_atfork_child(void)
 {
 	pf_engine_atfork_child();
 	pf_mmap_atfork_child();
+	pf_predict_atfork_child();
 }
 
 /* The constructor does as little as possible: every process pays for it,

@@ -542,13 +542,13 @@ void pf_predict_opened(int fd, int dirfd, const char *path, const struct stat *s
 
 /* --- fork and start ------------------------------------------------------------------------ */
 
-static void pred_atfork_prepare(void)
+void pf_predict_atfork_prepare(void)
 {
 	pthread_mutex_lock(&pred_lock);
 	pf_ahead_atfork_prepare();
 }
 
-static void pred_atfork_parent(void)
+void pf_predict_atfork_parent(void)
 {
 	pf_ahead_atfork_parent();
 	pthread_mutex_unlock(&pred_lock);
@@ -556,7 +556,7 @@ static void pred_atfork_parent(void)
 
 /* The child keeps what the process read and ran (it often goes on with
  * the same walk); what was fetched is dropped. */
-static void pred_atfork_child(void)
+void pf_predict_atfork_child(void)
 {
 	pf_ahead_atfork_child();
 	pthread_mutex_unlock(&pred_lock); /* locked in prepare, by this thread */
@@ -565,7 +565,6 @@ static void pred_atfork_child(void)
 __attribute__((constructor)) static void pf_predict_init(int argc, char **argv, char **envp)
 {
 	(void)envp;
-	pthread_atfork(pred_atfork_prepare, pred_atfork_parent, pred_atfork_child);
 	if (argv)
 		argv_keep(argc, argv);
 }

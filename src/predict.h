@@ -16,4 +16,10 @@ bool pf_predict_any(void);
  * read-only: predict the files after it. */
 void pf_predict_opened(int fd, int dirfd, const char *path, const struct stat *st);
 
+/* Fork handlers (the predictions' lock, then the fetching's), called by
+ * the library's one set (hooks.c). */
+void pf_predict_atfork_prepare(void);
+void pf_predict_atfork_parent(void);
+void pf_predict_atfork_child(void);
+
 #endif
