@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include "settings.h"
 #include "stats.h"
 #include "storage.h"
+#include "thread.h"
 
 __thread int pf_in_library __attribute__((tls_model("initial-exec")));
 
@@ -555,25 +555,13 @@ static int pool_start(const struct pf_settings *cfg)
 {
 	pthread_mutex_lock(&pool.lock);
 	if (pool.state == 0) {
-		pthread_attr_t attr;
-		sigset_t all, old;
 		unsigned started = 0;
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&attr, PF_WORKER_STACK);
-		/* Workers inherit a full signal mask: the program's signals go to
-		 * its own threads, and workers' reads are never interrupted. */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
 		for (unsigned i = 0; i < cfg->threads; i++) {
-			pthread_t tid;
-			if (pthread_create(&tid, &attr, worker_main, NULL) != 0)
+			if (pf_thread_start(worker_main, PF_WORKER_STACK) != 0)
 				break;
 			started++;
 			pool.starting++;
 		}
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		pthread_attr_destroy(&attr);
 		pool.state = started ? 1 : -1;
 		if (started < cfg->threads)
 			PF_LOG(PF_LOG_WARN, "started %u of %u worker threads%s", started,

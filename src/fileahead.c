@@ -14,7 +14,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 #include "predict.h"
 #include "settings.h"
 #include "stats.h"
+#include "thread.h"
 
 /* Files fetched or being fetched at once: bounds the waste of wrong guesses. */
 #define PF_AHEAD_SLOTS 32u
@@ -324,21 +324,10 @@ static void pool_grow(void)
 		queued += fa.e[i].state == AHEAD_QUEUED;
 	if (queued <= fa.idle || fa.started >= max)
 		return;
-	pthread_attr_t attr;
-	sigset_t all, old;
-	pthread_t tid;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, PF_AHEAD_STACK);
-	/* The program's signals go to its own threads. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&tid, &attr, fetcher_main, NULL) == 0)
+	if (pf_thread_start(fetcher_main, PF_AHEAD_STACK) == 0)
 		fa.started++;
 	else if (fa.started == 0)
 		__atomic_store_n(&fa.state, -1, __ATOMIC_RELAXED);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
 }
 
 bool pf_ahead_usable(void)

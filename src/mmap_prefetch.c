@@ -137,6 +137,7 @@
 #include "mmap_prefetch.h"
 #include "pagecache.h"
 #include "storage.h"
+#include "thread.h"
 #include "settings.h"
 #include "stats.h"
 
@@ -371,18 +372,7 @@ static void *worker_main(void *unused);
  * and no mapping busy: pthread_create may allocate. */
 static bool spawn_worker(void)
 {
-	pthread_attr_t attr;
-	sigset_t all, old;
-	pthread_t tid;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, PF_MMAP_WORKER_STACK);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	bool ok = pthread_create(&tid, &attr, worker_main, NULL) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	return ok;
+	return pf_thread_start(worker_main, PF_MMAP_WORKER_STACK) == 0;
 }
 
 /* Starts the first worker if needed (mm.lock held; dropped and retaken
