@@ -113,8 +113,8 @@ assert_prog_engaged() {
 	local lines served fetched
 	echo "stats: $(cat "$STATS" 2> /dev/null)"
 	lines=$(grep " prog=$1 " "$STATS" 2> /dev/null)
-	served=$(grep -o ' bytes_served=[0-9]*' <<< "$lines" | cut -d= -f2 | awk '{ s += $1 } END { print s + 0 }')
-	fetched=$(grep -o ' worker_reads=[0-9]*' <<< "$lines" | cut -d= -f2 | awk '{ s += $1 } END { print s + 0 }')
+	served=$(grep -o ' bytes_served=[0-9]*' <<< "$lines" | cut -d= -f2 | awk '{ s += $1 } END { printf "%.0f\n", s }')
+	fetched=$(grep -o ' worker_reads=[0-9]*' <<< "$lines" | cut -d= -f2 | awk '{ s += $1 } END { printf "%.0f\n", s }')
 	[ "$served" -gt 0 ] || { echo "$1: no bytes served from prefetch buffers"; return 1; }
 	[ "$fetched" -gt 0 ] || { echo "$1: no worker reads"; return 1; }
 }

@@ -176,7 +176,7 @@ with_prefetch() {
 # stat_sum KEY: the sum of KEY over every process that reported to $STATS.
 stat_sum() {
 	[ -r "$STATS" ] || { echo 0; return; }
-	grep -o " $1=[0-9]*" "$STATS" | cut -d= -f2 | awk '{ s += $1 } END { print s + 0 }'
+	grep -o " $1=[0-9]*" "$STATS" | cut -d= -f2 | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
 # assert_engaged: at least one process served bytes from prefetch buffers,
