@@ -25,7 +25,7 @@ test_packages=(coreutils diffutils grep sed mawk tar gzip xz-utils bzip2 zstd cp
 	python3 perl sqlite3 git
 	valgrind) # tests/valgrind.bats (memcheck, helgrind); skips without it
 # Real storages of tests/storage.bats and scripts/bench (tests/storage.bash).
-test_packages+=(sshfs openssh-sftp-server rclone mbuffer)
+test_packages+=(sshfs openssh-sftp-server rclone mbuffer rsync)
 
 say() { printf '==> %s\n' "$*"; }
 warn() { printf '%s: warning: %s\n' "${0##*/}" "$*" >&2; }

@@ -142,10 +142,7 @@ static struct {
 	struct pf_stream *head, *tail;  /* streams with QUEUED chunks, round robin */
 	struct pf_stream *all;          /* every live stream (for fork) */
 	int state;                      /* 0 not started, 1 running, -1 failed */
-	unsigned starting;              /* workers created, not yet in worker_main */
-	pthread_cond_t started;         /* starting went to 0 */
-} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, NULL, 0, 0,
-	   PTHREAD_COND_INITIALIZER };
+} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, NULL, 0 };
 
 static void stream_free(struct pf_stream *s)
 {
@@ -517,12 +514,6 @@ static void *worker_main(void *unused)
 {
 	(void)unused;
 	pf_in_library = 1; /* anything this thread calls passes straight through */
-	/* The thread's start (its allocations, a sanitizer's) is over: a fork
-	 * may go on (pf_engine_atfork_prepare). */
-	pthread_mutex_lock(&pool.lock);
-	if (--pool.starting == 0)
-		pthread_cond_broadcast(&pool.started);
-	pthread_mutex_unlock(&pool.lock);
 	for (;;) {
 		pthread_mutex_lock(&pool.lock);
 		while (!pool.head)
@@ -560,7 +551,6 @@ static int pool_start(const struct pf_settings *cfg)
 			if (pf_thread_start(worker_main, PF_WORKER_STACK) != 0)
 				break;
 			started++;
-			pool.starting++;
 		}
 		pool.state = started ? 1 : -1;
 		if (started < cfg->threads)
@@ -1454,14 +1444,11 @@ void pf_fd_flags_changed(int fd, int flags)
 
 /* --- fork ------------------------------------------------------------------------------ */
 
-/* Waits for workers still starting: a thread's start allocates (in the
- * C library, in a sanitizer's runtime), and a child forked meanwhile would
- * find the allocator's lock held by a thread it does not have. */
+/* Workers are started with pool.lock held: none starts after this (the
+ * library's prepare then waits for those still starting, thread.c). */
 void pf_engine_atfork_prepare(void)
 {
 	pthread_mutex_lock(&pool.lock);
-	while (pool.starting)
-		pthread_cond_wait(&pool.started, &pool.lock);
 }
 
 void pf_engine_atfork_parent(void)
@@ -1496,8 +1483,6 @@ void pf_engine_atfork_child(void)
 	/* Locked by pf_engine_atfork_prepare, in this very thread. */
 	pthread_mutex_unlock(&pool.lock);
 	pthread_cond_init(&pool.work, NULL);
-	pthread_cond_init(&pool.started, NULL);
-	pool.starting = 0;
 	pool.head = pool.tail = pool.all = NULL;
 	pool.state = 0;
 	live_streams = 0;

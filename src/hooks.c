@@ -28,6 +28,7 @@
 #include "predict.h"
 #include "stats.h"
 #include "stdio_path.h"
+#include "thread.h"
 
 /* <stdio.h> may define it as a macro when optimising. */
 #undef fread_unlocked
@@ -50,6 +51,7 @@ static void pf_atfork_prepare(void)
 	pf_predict_atfork_prepare();
 	pf_mmap_atfork_prepare();
 	pf_engine_atfork_prepare();
+	pf_thread_wait_started();
 }
 
 static void pf_atfork_parent(void)
@@ -61,6 +63,7 @@ static void pf_atfork_parent(void)
 
 static void pf_atfork_child(void)
 {
+	pf_thread_forked_child();
 	pf_engine_atfork_child();
 	pf_mmap_atfork_child();
 	pf_predict_atfork_child();

@@ -10,4 +10,14 @@
  * error. */
 int pf_thread_start(void *(*fn)(void *), size_t stack);
 
+/* For the fork prepare handler, with every lock of the library held (no
+ * thread is started without one): waits until every thread started has
+ * reached its function. A thread's start allocates (in the C library, in
+ * a sanitizer's runtime), and a child forked meanwhile would find the
+ * allocator's lock held by a thread it does not have. Bounded (1 s). */
+void pf_thread_wait_started(void);
+
+/* In the fork child: none of the parent's threads is starting here. */
+void pf_thread_forked_child(void);
+
 #endif
