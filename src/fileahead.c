@@ -242,12 +242,16 @@ static void fetch(struct ahead *e)
 	}
 	size_t want = (size_t)st.st_size;
 	char *buf = NULL;
+	/* Allocated with fa.lock held, and kept in the entry at once: no fork
+	 * happens meanwhile (the fork handlers take fa.lock), so a child never
+	 * finds an allocator's lock (a sanitizer runtime's: glibc's own are
+	 * handled by fork) taken by this thread, nor a buffer only it knew of. */
+	pthread_mutex_lock(&fa.lock);
 	bool room = !want || pf_memory_reserve(want, pf_settings()->max_memory) == 0;
 	if (room && want && !(buf = malloc(want))) {
 		pf_memory_release(want);
 		room = false;
 	}
-	pthread_mutex_lock(&fa.lock);
 	if (!room || e->cancel) {
 		/* Over the memory cap, or no longer wanted: fetch nothing. */
 		if (buf) {
