@@ -431,3 +431,31 @@ server_bytes() {
 	grep -q 'pthread_mutex_lock.*hang_lock' "$STACKS_LOG"
 	grep -q 'in child_main' "$STACKS_LOG"
 }
+
+# The "is it cached?" probe of a new mapping (8 sampled pages) asks the page
+# cache without reading: a buffered RWF_NOWAIT read that misses starts the
+# kernel's readahead before it returns EAGAIN (16 KiB were cached that way
+# for a mapping nobody touched), so the probe changed what it measured.
+@test "mmap: asking whether a new mapping is cached reads nothing (local disk and FUSE)" {
+	command -v fincore > /dev/null || skip "fincore missing (util-linux)"
+	make_cold_file a 67108864
+	evict_cold_files
+	# Mapped and unmapped untouched: nothing may come into the page cache.
+	run -0 with_prefetch "$SCAN" --early-unmap=0 --loops=1 a
+	echo "$output; cached now: $(fincore --bytes --noheadings --output RES a)"
+	[ "$(fincore --bytes --noheadings --output RES a)" -eq 0 ]
+	# Control: the same mapping, read in part, is read ahead.
+	evict_cold_files
+	rm -f "$STATS"
+	run -0 with_prefetch "$SCAN" --early-unmap=3M --loops=1 --pause-ms=20 a
+	echo "$output; stats: $(cat "$STATS")"
+	[ "$(stat_sum mmap_mappings)" -eq 1 ]
+	# Through FUSE: the server is asked for nothing.
+	mkdir -p "$BATS_TEST_TMPDIR/src"
+	make_file "$BATS_TEST_TMPDIR/src/b" 16777216
+	mount_slowfs 200
+	local before
+	before=$(server_bytes)
+	run -0 with_prefetch "$SCAN" --early-unmap=0 --loops=1 "$MNT/b"
+	[ "$(server_bytes)" -eq "$before" ]
+}
