@@ -40,8 +40,9 @@ static int mincore_pages(int fd, off64_t off, uint64_t len, uint64_t *pages)
 }
 
 /* cachestat() answers from the page cache's own records (Linux 6.5); recent
- * kernels tell only the file's owner, its writers and root (EPERM). RWF_NOWAIT reads are not used: one that misses starts the
- * kernel's readahead before it returns EAGAIN, caching what it asked about. */
+ * kernels tell only the file's owner, its writers and root (EPERM).
+ * RWF_NOWAIT reads are not used: one that misses starts the kernel's
+ * readahead before it returns EAGAIN, caching what it asked about. */
 int pf_pages_cached(int fd, off64_t off, uint64_t len, uint64_t *pages)
 {
 	int saved = errno;
