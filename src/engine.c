@@ -1187,7 +1187,9 @@ static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req
 		count_step(slot, step);
 		slot->next_off = at >= 0 ? at + r : -1;
 		if (slot->seq_reads >= run_needed(slot, cfg) || (slot->flags & PF_FDF_SEQ_ADVICE))
-			try_engage(slot, fd, slot->next_off);
+			/* read(): where the kernel says, which another descriptor
+			 * of the same open file may have moved. */
+			try_engage(slot, fd, req->offset == PF_AT_FILE_OFFSET ? -1 : slot->next_off);
 	}
 	errno = saved;
 	return r;
