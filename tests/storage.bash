@@ -9,6 +9,7 @@
 #   rclone-full   directory on 127.0.0.1) through latency_relay (TCP mode),
 #                 with --vfs-cache-mode off / full
 #   slowfs-stream tests/slowfs --stream-per-handle (per-request delay)
+#   slowfs        tests/slowfs (per-request delay, page cache)
 #
 # The delay given to storage_mount is one way for sshfs and rclone (a
 # request costs twice that), and per request for slowfs.
@@ -33,7 +34,7 @@ storage_unavailable() {
 		command -v rclone > /dev/null || { echo "rclone missing"; return 0; }
 		# rclone 1.60 mounts through "fusermount" (fuse3 provides it).
 		command -v fusermount > /dev/null || { echo "fusermount missing"; return 0; } ;;
-	slowfs-stream)
+	slowfs | slowfs-stream)
 		[ -x "${STORAGE_SLOWFS:-}" ] || { echo "slowfs not built"; return 0; } ;;
 	*) echo "unknown storage $1"; return 0 ;;
 	esac
@@ -96,6 +97,9 @@ storage_mount() {
 	rclone-full) storage_mount_rclone full "$src" "$mnt" "$delay" "$state" ;;
 	slowfs-stream)
 		"$STORAGE_SLOWFS" --stream-per-handle --delay-us="$delay" "$src" "$mnt" \
+			> "$state/slowfs.log" 2>&1 3>&- && storage_wait_mount "$mnt" 0 ;;
+	slowfs)
+		"$STORAGE_SLOWFS" --delay-us="$delay" "$src" "$mnt" \
 			> "$state/slowfs.log" 2>&1 3>&- && storage_wait_mount "$mnt" 0 ;;
 	*) echo "unknown storage $kind" >&2; return 1 ;;
 	esac || {
