@@ -305,7 +305,7 @@ static bool one_stream(const struct stat *st)
 {
 	int parallel = pf_settings()->parallel;
 	return parallel == 0 ||
-	       (parallel == PF_PARALLEL_AUTO && pf_storage_mode(st->st_dev) == PF_STORAGE_ORDERED);
+	       (parallel == PF_PARALLEL_AUTO && PF_STORAGE_ONE_STREAM(pf_storage_mode(st->st_dev)));
 }
 
 static size_t file_extent(int fd, off64_t off, size_t len, bool *truthful)

@@ -36,6 +36,7 @@
 	X(streams_uncached, "streams_uncached", 1)   /* doubled chunks: no page cache */ \
 	X(streams_at_open, "streams_at_open", 1)     /* started at open: whole-file reader */ \
 	X(streams_ordered, "streams_ordered", 1)     /* one read at a time, in order */ \
+	X(streams_stepped_aside, "streams_stepped_aside", 1) /* the client reads ahead itself */ \
 	X(reads_split, "reads_split", 1)             /* large reads split in parallel pieces */ \
 	X(files_predicted, "files_predicted", 1)     /* files fetched before their open */ \
 	X(files_predicted_opened, "files_predicted_opened", 1) /* then opened: hits */ \

@@ -140,8 +140,8 @@ enum pf_storage_mode pf_storage_mode(dev_t dev)
 	char type[64];
 	enum pf_storage_mode mode = PF_STORAGE_UNKNOWN;
 	if (pf_mount_type(dev, type) && one_stream_client(type)) {
-		PF_LOG(PF_LOG_INFO, "%s serves a handle as one stream: reading in order", type);
-		mode = PF_STORAGE_ORDERED;
+		PF_LOG(PF_LOG_INFO, "%s reads ahead of each handle itself: stepping aside", type);
+		mode = PF_STORAGE_CLIENT_READS_AHEAD;
 	}
 	pf_storage_learn(dev, mode);
 	return mode;

@@ -12,7 +12,14 @@ enum pf_storage_mode {
 	PF_STORAGE_UNKNOWN = 0, /* measure it */
 	PF_STORAGE_PARALLEL,
 	PF_STORAGE_ORDERED,
+	/* A client known to read ahead of each handle itself, in order
+	 * (rclone's --buffer-size): the library steps aside. */
+	PF_STORAGE_CLIENT_READS_AHEAD,
 };
+
+/* Whether reads out of order cost the storage a new request. */
+#define PF_STORAGE_ONE_STREAM(mode) \
+	((mode) == PF_STORAGE_ORDERED || (mode) == PF_STORAGE_CLIENT_READS_AHEAD)
 
 /* What is known of the filesystem of fd (device dev): learned, or the
  * client's own kind where it is one that serves a handle as one stream.

@@ -130,10 +130,13 @@ three_programs() {
 	make_file "$SRC/mapped" 16777216
 	mount_or_skip rclone-off
 	three_programs
-	# rclone serves each handle as one HTTP stream: the library reads ahead
-	# in order there, one read at a time, and never out of order.
-	assert_engaged
-	[ "$(stat_sum streams_ordered)" -eq "$(stat_sum files_prefetched)" ]
+	# rclone serves each handle as one HTTP stream and reads 16 MiB ahead
+	# of it by itself: the library steps aside (reading ahead in order
+	# there only added a copy), and never reads out of order.
+	echo "stats: $(cat "$STATS")"
+	[ "$(stat_sum streams_stepped_aside)" -ge 2 ] # md5sum and cat (the gzip input is small)
+	[ "$(stat_sum files_prefetched)" -eq 0 ]
+	[ "$(stat_sum worker_reads)" -eq 0 ]
 	# A mapping there is left to the kernel, whose readahead stays in
 	# order: the library's steps would each cost rclone a new request.
 	rm -f "$STATS"

@@ -342,11 +342,12 @@ static int explain_one(const char *path, const struct pf_settings *s)
 		printf("  size: %s; in the page cache: %s\n",
 		       human_bytes((unsigned long long)st.st_size, b, sizeof(b)), cache);
 	printf("  why: %s\n", why);
-	if (strcmp(decision, "prefetched") == 0 && s->parallel != 1 &&
-	    (s->parallel == 0 || pf_storage_mode(st.st_dev) == PF_STORAGE_ORDERED))
-		printf("  mode: in order, one read at a time: %s\n",
-		       s->parallel == 0 ? "PREFETCH_PARALLEL=0"
-					: "the client serves each handle as one sequential stream");
+	if (strcmp(decision, "prefetched") == 0 && s->parallel == PF_PARALLEL_AUTO &&
+	    pf_storage_mode(st.st_dev) == PF_STORAGE_CLIENT_READS_AHEAD)
+		printf("  mode: passed through once it reads sequentially: the client reads ahead "
+		       "of each handle itself, in order (PREFETCH_PARALLEL=0 reads ahead in order)\n");
+	else if (strcmp(decision, "prefetched") == 0 && s->parallel == 0)
+		printf("  mode: in order, one read at a time (PREFETCH_PARALLEL=0)\n");
 	else if (strcmp(decision, "prefetched") == 0)
 		printf("  mode: %s\n", s->parallel == 1 ? "in parallel (PREFETCH_PARALLEL=1)"
 			: "in parallel, or in order where two reads in flight bring no more "
