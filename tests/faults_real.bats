@@ -136,7 +136,12 @@ check_fault() {
 		fi
 	done
 	cat "$STATS"
-	assert_engaged
+	# The library was at work: reading ahead, or (on rclone, which reads
+	# ahead of a handle itself) having stepped aside on purpose.
+	if [ "$(stat_sum streams_stepped_aside)" -eq 0 ]; then
+		assert_engaged
+	fi
+	[ "$(stat_sum streams_stepped_aside)" -gt 0 ] || [ "$(stat_sum worker_reads)" -gt 0 ]
 }
 
 kill_sftp_server() {
