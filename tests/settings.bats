@@ -12,12 +12,7 @@ load test_helper
 DATA_SIZE=20000000
 
 setup() {
-	[ -r "$PREFETCH_LIB" ] || {
-		echo "library not built: $PREFETCH_LIB" >&2
-		return 1
-	}
-	STATS="$BATS_TEST_TMPDIR/stats"
-	cd "$BATS_TEST_TMPDIR" || return 1
+	common_setup || return 1
 	make_file data "$DATA_SIZE"
 	EXPECTED=$(with_plain md5sum data)
 }

@@ -113,13 +113,19 @@ export PREFETCH_PARALLEL=1
 unset PREFETCH_DISABLE PREFETCH_STATS PREFETCH_DEBUG PREFETCH_WINDOW PREFETCH_CHUNK \
 	PREFETCH_THREADS PREFETCH_MAX_MEMORY PREFETCH_MIN_SEQUENTIAL
 
-setup() {
+# common_setup: every test's start (a test file with a setup of its own
+# calls it first).
+common_setup() {
 	[ -r "$PREFETCH_LIB" ] || {
 		echo "library not built: $PREFETCH_LIB" >&2
 		return 1
 	}
 	STATS="$BATS_TEST_TMPDIR/stats"
 	cd "$BATS_TEST_TMPDIR" || return 1
+}
+
+setup() {
+	common_setup
 }
 
 # make_file PATH BYTES: incompressible data of an exact size.
