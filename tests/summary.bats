@@ -255,7 +255,9 @@ PY
 @test "--stats: the terminal's ^C reaches the command once, as without the wrapper" {
 	need_runtime_first_or_skip
 	command -v python3 > /dev/null || skip "python3 missing"
-	local script='trap "echo INT" INT; echo ready; sleep 1; echo done'
+	# The sleep outlasts any delay of a loaded machine before the ^C: a
+	# signal that came after it, while sh exits, would run no trap.
+	local script='trap "echo INT" INT; echo ready; sleep 30; echo done'
 	run -0 on_terminal sh -c "$script"
 	local plain=$output
 	run -0 on_terminal "$PREFETCH_WRAPPER" --stats sh -c "$script"
