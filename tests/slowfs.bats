@@ -331,7 +331,8 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 	need_fuse
 	make_file "$SRC/data" 134217728
 	export PREFETCH_THREADS=4
-	for i in 1 2 3; do
+	# SERVER_DEATH_ROUNDS=20 for the issue's 20 of 20.
+	for i in $(seq 1 "${SERVER_DEATH_ROUNDS:-3}"); do
 		rm -f "$STATS"
 		run -0 compare_modes dead_plain dead_disabled dead_prefetch cat
 		cat "$BATS_TEST_TMPDIR/out.plain"
