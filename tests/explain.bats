@@ -21,19 +21,6 @@ teardown() {
 	[ -z "$MNT" ] || slowfs_umount "$MNT"
 }
 
-mount_slowfs_or_skip() {
-	need_fuse
-	SRC=$BATS_TEST_TMPDIR/src
-	MNT=$BATS_TEST_TMPDIR/mnt
-	mkdir -p "$SRC" "$MNT"
-	if ! slowfs_mount "$SRC" "$MNT" "$@" 2> slowfs.err; then
-		cat slowfs.err
-		grep -qiE 'permission denied|not permitted|fuse device not found' slowfs.err &&
-			skip "FUSE cannot be mounted here"
-		return 1
-	fi
-}
-
 # slowfs_reads: data read requests slowfs has served so far.
 slowfs_reads() {
 	grep -o 'reads=[0-9]*' "$MNT/.slowfs-stats" | head -n 1 | cut -d= -f2

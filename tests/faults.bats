@@ -16,13 +16,8 @@ setup_file() {
 }
 
 setup() {
-	[ -r "$PREFETCH_LIB" ] || {
-		echo "library not built: $PREFETCH_LIB" >&2
-		return 1
-	}
-	[ -r "$FAULTINJECT_LIB" ] || skip "fault injector not built: $FAULTINJECT_LIB"
-	STATS="$BATS_TEST_TMPDIR/stats"
-	cd "$BATS_TEST_TMPDIR" || return 1
+	common_setup || return 1
+	need_faultinject
 	FILE="$BATS_FILE_TMPDIR/faulty"
 	export FI_PATH_SUFFIX=/faulty FI_LOG="$BATS_TEST_TMPDIR/fi.log"
 }

@@ -25,13 +25,7 @@ FAULT_AT=4194304
 READER_TIMEOUT=120
 
 setup() {
-	STATS="$BATS_TEST_TMPDIR/stats"
-	SRC="$BATS_TEST_TMPDIR/src"
-	MNT="$BATS_TEST_TMPDIR/mnt"
-	STORAGE_RELAY="$HELPERS/latency_relay"
-	STORAGE_SLOWFS="$SLOWFS"
-	mkdir -p "$SRC" "$MNT"
-	cd "$BATS_TEST_TMPDIR" || return 1
+	mount_setup
 }
 
 teardown() {
@@ -70,12 +64,8 @@ fault_run() {
 	local mode=$1 kind=$2 fault=$3 pre=() t pid i
 	STATE="$BATS_TEST_TMPDIR/state.$mode"
 	mkdir -p "$STATE"
-	if ! storage_mount "$kind" "$SRC" "$MNT" "$DELAY_US" "$STATE" 2> "mount.err.$mode"; then
-		cat "mount.err.$mode"
-		grep -qiE 'permission denied|not permitted|fuse device not found' "mount.err.$mode" &&
-			skip "FUSE cannot be mounted here"
-		return 1
-	fi
+	storage_mount "$kind" "$SRC" "$MNT" "$DELAY_US" "$STATE" 2> "mount.err.$mode" ||
+		mount_failed_or_skip "mount.err.$mode" || return 1
 	case $mode in
 	plain) pre=(env -u LD_PRELOAD) ;;
 	disabled) pre=(env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_DISABLE=1) ;;

@@ -186,21 +186,23 @@ data() { echo "$BATS_FILE_TMPDIR/$1"; }
 	assert_engaged
 }
 
-@test "posix_fadvise(RANDOM) in the middle stops prefetching" {
-	run -0 check_three_modes "$HELPERS/pf_read" "$(data data)" --fadvise=random \
+# advice_midway_stops ADVICE: posix_fadvise(ADVICE) after 20 reads of 64 KiB
+# stops prefetching: at most the 17 or so reads before the advice came from
+# buffers.
+advice_midway_stops() {
+	run -0 check_three_modes "$HELPERS/pf_read" "$(data data)" --fadvise="$1" \
 		--fadvise-after=20 --verify --offsets-every=10
 	echo "$output"
 	assert_engaged
-	# At most the 17 or so reads before the advice came from buffers.
 	[ "$(stat_sum bytes_served)" -le $((20 * 65536)) ]
 }
 
+@test "posix_fadvise(RANDOM) in the middle stops prefetching" {
+	advice_midway_stops random
+}
+
 @test "posix_fadvise(DONTNEED) in the middle stops prefetching" {
-	run -0 check_three_modes "$HELPERS/pf_read" "$(data data)" --fadvise=dontneed \
-		--fadvise-after=20 --verify --offsets-every=10
-	echo "$output"
-	assert_engaged
-	[ "$(stat_sum bytes_served)" -le $((20 * 65536)) ]
+	advice_midway_stops dontneed
 }
 
 # --- stdio -------------------------------------------------------------------------

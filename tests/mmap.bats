@@ -45,13 +45,6 @@ mmap_same_in_three_modes() {
 	PREFETCH_MMAP=1 check_cold_three_modes "$@"
 }
 
-assert_mmap_engaged() {
-	echo "stats: $(cat "$STATS" 2>/dev/null)"
-	[ "$(stat_sum mmap_mappings)" -gt 0 ] || { echo "no mapping prefetched"; return 1; }
-	[ $(($(stat_sum mmap_bytes_populated) + $(stat_sum mmap_bytes_cached))) -gt 0 ] ||
-		{ echo "nothing read ahead or found cached"; return 1; }
-}
-
 # assert_mmap_read_ahead: engaged, and the workers read data in. Only on
 # slowfs: on the local disk (read_ahead_kb 8192 here) the kernel's own
 # readahead of the faults may cache the window before the workers get

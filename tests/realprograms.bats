@@ -113,19 +113,10 @@ assert_prog_engaged() {
 	local lines served fetched
 	echo "stats: $(cat "$STATS" 2> /dev/null)"
 	lines=$(grep " prog=$1 " "$STATS" 2> /dev/null)
-	served=$(grep -o ' bytes_served=[0-9]*' <<< "$lines" | cut -d= -f2 | awk '{ s += $1 } END { printf "%.0f\n", s }')
-	fetched=$(grep -o ' worker_reads=[0-9]*' <<< "$lines" | cut -d= -f2 | awk '{ s += $1 } END { printf "%.0f\n", s }')
+	served=$(stat_lines_sum bytes_served <<< "$lines")
+	fetched=$(stat_lines_sum worker_reads <<< "$lines")
 	[ "$served" -gt 0 ] || { echo "$1: no bytes served from prefetch buffers"; return 1; }
 	[ "$fetched" -gt 0 ] || { echo "$1: no worker reads"; return 1; }
-}
-
-# assert_mmap_engaged: read ahead behind a mapping (PREFETCH_MMAP).
-assert_mmap_engaged() {
-	echo "stats: $(cat "$STATS" 2> /dev/null)"
-	[ "$(stat_sum mmap_mappings)" -gt 0 ] || { echo "no mapping prefetched"; return 1; }
-	# Read ahead, or found in the page cache (the disk's own readahead).
-	[ $(($(stat_sum mmap_bytes_populated) + $(stat_sum mmap_bytes_cached))) -gt 0 ] ||
-		{ echo "nothing read ahead or found cached"; return 1; }
 }
 
 # leaks_not_checked PROG: in a sanitized build (SANITIZER_PRELOAD, see

@@ -56,21 +56,23 @@ stats_line() {
 	grep '^libprefetch: pid=' err
 }
 
+# disable_word WORD CHECK: md5sum with PREFETCH_DISABLE=WORD: the same
+# output, no message, and CHECK (assert_engaged or assert_not_engaged) holds.
+disable_word() {
+	rm -f "$STATS"
+	with_settings PREFETCH_DISABLE="$1" PREFETCH_STATS="$STATS" -- md5sum data
+	md5sum_unchanged
+	[ -z "$(messages)" ]
+	"$2"
+}
+
 @test "PREFETCH_DISABLE: yes/true/on (any case) turn the library off, no/false/off leave it on" {
 	local word
 	for word in 1 yes YES true True on ON; do
-		rm -f "$STATS"
-		with_settings PREFETCH_DISABLE="$word" PREFETCH_STATS="$STATS" -- md5sum data
-		md5sum_unchanged
-		[ -z "$(messages)" ]
-		assert_not_engaged
+		disable_word "$word" assert_not_engaged
 	done
 	for word in 0 no No false FALSE off Off; do
-		rm -f "$STATS"
-		with_settings PREFETCH_DISABLE="$word" PREFETCH_STATS="$STATS" -- md5sum data
-		md5sum_unchanged
-		[ -z "$(messages)" ]
-		assert_engaged
+		disable_word "$word" assert_engaged
 	done
 }
 

@@ -7,29 +7,11 @@ load test_helper
 
 # The slowfs checks do not need the library: only the last tests do.
 setup() {
-	STATS="$BATS_TEST_TMPDIR/stats"
-	SRC="$BATS_TEST_TMPDIR/src"
-	MNT="$BATS_TEST_TMPDIR/mnt"
-	mkdir -p "$SRC" "$MNT"
-	cd "$BATS_TEST_TMPDIR" || return 1
+	mount_setup
 }
 
 teardown() {
 	slowfs_umount "$MNT"
-}
-
-# mount_or_skip [SLOWFS OPTIONS...]: mounts $SRC on $MNT; skips where FUSE
-# cannot be mounted at all (container without the right), fails otherwise.
-mount_or_skip() {
-	need_fuse
-	if ! slowfs_mount "$SRC" "$MNT" "$@" 2> "$BATS_TEST_TMPDIR/slowfs.err"; then
-		cat "$BATS_TEST_TMPDIR/slowfs.err"
-		if grep -qiE 'permission denied|not permitted|fuse device not found' \
-			"$BATS_TEST_TMPDIR/slowfs.err"; then
-			skip "FUSE cannot be mounted here"
-		fi
-		return 1
-	fi
 }
 
 # elapsed_ms CMD...: runs CMD, prints its wall time in milliseconds.
@@ -59,7 +41,7 @@ read_two_serial() {
 	mkdir "$SRC/dir"
 	make_text "$SRC/dir/text" 1000
 	ln -s data "$SRC/link"
-	mount_or_skip --delay-us=100
+	mount_slowfs_or_skip --delay-us=100
 	cmp "$SRC/data" "$MNT/data"
 	cmp "$SRC/dir/text" "$MNT/dir/text"
 	[ "$(readlink "$MNT/link")" = data ]
@@ -76,7 +58,7 @@ read_two_serial() {
 
 @test "slowfs: direct_io content and request counters" {
 	make_file "$SRC/data" 1048576
-	mount_or_skip --direct-io --delay-us=100
+	mount_slowfs_or_skip --direct-io --delay-us=100
 	cmp "$SRC/data" "$MNT/data"
 	dd if="$MNT/data" bs=128k status=none | cmp - "$SRC/data"
 	cat "$MNT/.slowfs-stats"
@@ -85,7 +67,7 @@ read_two_serial() {
 
 @test "slowfs: the per-request delay is applied" {
 	make_file "$SRC/data" 1048576
-	mount_or_skip --direct-io --delay-us=20000
+	mount_slowfs_or_skip --direct-io --delay-us=20000
 	local ms
 	ms=$(elapsed_ms read_dd "$MNT/data")
 	echo "1 MiB in 8 requests of 128 KiB at 20 ms: $ms ms"
@@ -94,7 +76,7 @@ read_two_serial() {
 
 @test "slowfs: the bandwidth cap is applied" {
 	make_file "$SRC/data" 1048576
-	mount_or_skip --direct-io --bandwidth=4194304
+	mount_slowfs_or_skip --direct-io --bandwidth=4194304
 	local ms
 	ms=$(elapsed_ms read_dd "$MNT/data")
 	echo "1 MiB at 4 MiB/s: $ms ms"
@@ -104,7 +86,7 @@ read_two_serial() {
 @test "slowfs: concurrent requests are served concurrently" {
 	make_file "$SRC/a" 1048576
 	make_file "$SRC/b" 1048576
-	mount_or_skip --direct-io --delay-us=20000
+	mount_slowfs_or_skip --direct-io --delay-us=20000
 	local serial parallel
 	serial=$(elapsed_ms read_two_serial "$MNT/a" "$MNT/b")
 	parallel=$(elapsed_ms read_two_parallel "$MNT/a" "$MNT/b")
@@ -117,7 +99,7 @@ read_two_serial() {
 
 @test "slowfs: unmount writes the counters to --stats" {
 	make_file "$SRC/data" 65536
-	mount_or_skip --direct-io --stats="$BATS_TEST_TMPDIR/slowfs.stats"
+	mount_slowfs_or_skip --direct-io --stats="$BATS_TEST_TMPDIR/slowfs.stats"
 	cat "$MNT/data" > /dev/null
 	slowfs_umount "$MNT"
 	# the daemon writes the file as it exits, just after the unmount
@@ -137,7 +119,7 @@ need_library() {
 @test "libprefetch engages on slowfs direct_io: same md5sum" {
 	need_library
 	make_file "$SRC/data" 4194304
-	mount_or_skip --direct-io --delay-us=5000
+	mount_slowfs_or_skip --direct-io --delay-us=5000
 	local plain enabled
 	plain=$(with_plain md5sum < "$MNT/data")
 	enabled=$(with_prefetch md5sum "$MNT/data" | cut -d' ' -f1)
@@ -149,7 +131,7 @@ need_library() {
 @test "libprefetch engages on slowfs direct_io with PREFETCH_SKIP_CACHED=1" {
 	need_library
 	make_file "$SRC/data" 4194304
-	mount_or_skip --direct-io --delay-us=5000
+	mount_slowfs_or_skip --direct-io --delay-us=5000
 	# direct_io data is never in the page cache: the shortcut must not fire.
 	PREFETCH_SKIP_CACHED=1 with_prefetch gzip -1 -c "$MNT/data" > out.gz
 	gzip -dc out.gz | cmp - "$SRC/data"
@@ -162,7 +144,7 @@ need_library() {
 	make_file "$SRC/data" 4194304
 	gzip -1 -c "$SRC/data" > "$SRC/data.gz"
 	# no --keep-cache: each open starts cold
-	mount_or_skip --delay-us=5000
+	mount_slowfs_or_skip --delay-us=5000
 	PREFETCH_SKIP_CACHED=1 with_prefetch gzip -dc "$MNT/data.gz" | cmp - "$SRC/data"
 	assert_engaged
 }
@@ -171,7 +153,7 @@ need_library() {
 	need_library
 	[ "$SANITIZER" != thread ] || skip "ThreadSanitizer build: timings mean nothing there"
 	make_file "$SRC/data" 4194304
-	mount_or_skip --direct-io --delay-us=5000
+	mount_slowfs_or_skip --direct-io --delay-us=5000
 	local plain enabled
 	plain=$(elapsed_ms with_plain md5sum "$MNT/data")
 	enabled=$(elapsed_ms with_prefetch md5sum "$MNT/data")
@@ -192,7 +174,7 @@ slowfs_counter() {
 	printf '%s\n' 6.5 "$(uname -r | cut -d- -f1)" | sort -V -C ||
 		skip "Linux $(uname -r) has no cachestat"
 	make_file "$SRC/data" 8388608
-	mount_or_skip --direct-io --delay-us=200
+	mount_slowfs_or_skip --direct-io --delay-us=200
 	run -0 check_three_modes md5sum "$MNT/data"
 	echo "$output"
 	assert_engaged
@@ -203,7 +185,7 @@ slowfs_counter() {
 
 	# Not when the doubled window would not fit the memory cap.
 	slowfs_umount "$MNT"
-	mount_or_skip --direct-io --delay-us=200
+	mount_slowfs_or_skip --direct-io --delay-us=200
 	PREFETCH_MAX_MEMORY=8M run -0 check_three_modes md5sum "$MNT/data"
 	echo "$output"
 	assert_engaged
@@ -213,7 +195,7 @@ slowfs_counter() {
 	# Through the page cache, the program's first reads stay cached: the
 	# default chunk (FUSE reads at most 128 KiB per request there).
 	slowfs_umount "$MNT"
-	mount_or_skip --delay-us=200
+	mount_slowfs_or_skip --delay-us=200
 	run -0 check_three_modes md5sum "$MNT/data"
 	echo "$output"
 	assert_engaged
@@ -229,7 +211,7 @@ slowfs_counter() {
 		skip "Linux $(uname -r) has no cachestat"
 	make_file "$SRC/cached" 8388608
 	make_file "$SRC/cold" 8388608
-	mount_or_skip --keep-cache --delay-us=200
+	mount_slowfs_or_skip --keep-cache --delay-us=200
 	cat "$MNT/cached" > /dev/null
 	# Control: a cold file on the same mount is prefetched (read once: the
 	# mount keeps what it read).
@@ -248,7 +230,7 @@ slowfs_counter() {
 @test "libprefetch: md5sum of four files on slowfs serves every byte of files 2-4 from the window" {
 	need_library
 	for i in 1 2 3 4; do make_file "$SRC/f$i" 3000000; done
-	mount_or_skip --direct-io --delay-us=1000
+	mount_slowfs_or_skip --direct-io --delay-us=1000
 	run -0 check_three_modes md5sum "$MNT/f1" "$MNT/f2" "$MNT/f3" "$MNT/f4"
 	echo "$output"
 	assert_engaged
@@ -271,7 +253,7 @@ fresh_prefetch() { cp "$SRC/pristine" "$SRC/data" && with_prefetch "$@"; }
 @test "libprefetch: a file shrunk or rewritten on the server is read as it is now" {
 	need_library
 	make_file "$SRC/pristine" 8388608
-	mount_or_skip --direct-io --delay-us=2000
+	mount_slowfs_or_skip --direct-io --delay-us=2000
 	export ACCESS_PATTERN_BACKING=$SRC/data
 	# The window holds data past the new end when the server shrinks the file.
 	run -0 compare_modes fresh_plain fresh_disabled fresh_prefetch "$HELPERS/access_pattern" \
@@ -293,7 +275,7 @@ fresh_prefetch() { cp "$SRC/pristine" "$SRC/data" && with_prefetch "$@"; }
 @test "libprefetch: a shrink seen by the reads ahead drops the window at once" {
 	need_library
 	make_file "$SRC/pristine" 16777216
-	mount_or_skip --direct-io --delay-us=2000
+	mount_slowfs_or_skip --direct-io --delay-us=2000
 	export ACCESS_PATTERN_BACKING=$SRC/data
 	# Small chunks and window: after the shrink, the workers' next reads
 	# (the window moves on as the reader goes) end short.
@@ -372,7 +354,7 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 	need_library
 	export PREFETCH_PARALLEL=auto
 	make_file "$SRC/data" 16777216
-	mount_or_skip --stream-per-handle --direct-io --delay-us=50000
+	mount_slowfs_or_skip --stream-per-handle --direct-io --delay-us=50000
 	run -0 check_three_modes cat "$MNT/data"
 	echo "$output"
 	cat "$MNT/.slowfs-stats"
@@ -383,7 +365,7 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 	[ "$(slowfs_counter reopens)" -le 1 ]
 
 	slowfs_umount "$MNT"
-	mount_or_skip --direct-io --delay-us=50000
+	mount_slowfs_or_skip --direct-io --delay-us=50000
 	run -0 check_three_modes cat "$MNT/data"
 	echo "$output"
 	cat "$MNT/.slowfs-stats"
@@ -395,13 +377,13 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 @test "libprefetch: PREFETCH_PARALLEL=0 reads in order, =1 in parallel, whatever the storage" {
 	need_library
 	make_file "$SRC/data" 16777216
-	mount_or_skip --delay-us=2000
+	mount_slowfs_or_skip --delay-us=2000
 	PREFETCH_PARALLEL=0 run -0 check_three_modes md5sum "$MNT/data"
 	assert_engaged
 	[ "$(stat_sum streams_ordered)" -eq 1 ]
 	[ "$(slowfs_counter max_inflight)" -le 2 ]
 	slowfs_umount "$MNT"
-	mount_or_skip --stream-per-handle --delay-us=2000
+	mount_slowfs_or_skip --stream-per-handle --delay-us=2000
 	PREFETCH_PARALLEL=1 run -0 check_three_modes md5sum "$MNT/data"
 	assert_engaged
 	[ "$(stat_sum streams_ordered)" -eq 0 ]

@@ -14,14 +14,9 @@ DELAY_US=2000
 export PREFETCH_PARALLEL=auto
 
 setup() {
-	STATS="$BATS_TEST_TMPDIR/stats"
-	SRC="$BATS_TEST_TMPDIR/src"
-	MNT="$BATS_TEST_TMPDIR/mnt"
+	mount_setup || return 1
 	STATE="$BATS_TEST_TMPDIR/state"
-	STORAGE_RELAY="$HELPERS/latency_relay"
-	STORAGE_SLOWFS="$SLOWFS"
-	mkdir -p "$SRC" "$MNT" "$STATE"
-	cd "$BATS_TEST_TMPDIR" || return 1
+	mkdir -p "$STATE"
 }
 
 teardown() {
@@ -35,14 +30,8 @@ mount_or_skip() {
 	if why=$(storage_unavailable "$1"); then
 		skip "$1: $why"
 	fi
-	if ! storage_mount "$1" "$SRC" "$MNT" "${2:-$DELAY_US}" "$STATE" 2> "$BATS_TEST_TMPDIR/mount.err"; then
-		cat "$BATS_TEST_TMPDIR/mount.err"
-		if grep -qiE 'permission denied|not permitted|fuse device not found' \
-			"$BATS_TEST_TMPDIR/mount.err"; then
-			skip "FUSE cannot be mounted here"
-		fi
-		return 1
-	fi
+	storage_mount "$1" "$SRC" "$MNT" "${2:-$DELAY_US}" "$STATE" 2> "$BATS_TEST_TMPDIR/mount.err" ||
+		mount_failed_or_skip "$BATS_TEST_TMPDIR/mount.err"
 }
 
 # make_inputs: a few MiB of data and its gzip, written before the mount
@@ -86,9 +75,7 @@ three_programs() {
 	local why
 	! why=$(storage_unavailable slowfs-stream) || skip "$why"
 	make_file "$SRC/data" 1048576
-	need_fuse
-	slowfs_mount "$SRC" "$MNT" --stream-per-handle --direct-io --delay-us=1000 ||
-		skip "FUSE cannot be mounted here"
+	mount_slowfs_or_skip --stream-per-handle --direct-io --delay-us=1000
 	cmp "$SRC/data" "$MNT/data"
 	cat "$MNT/.slowfs-stats"
 	grep -q ' reopens=0$' "$MNT/.slowfs-stats"
@@ -106,9 +93,7 @@ three_programs() {
 	local why
 	! why=$(storage_unavailable slowfs-stream) || skip "$why"
 	make_file "$SRC/data" 4194304
-	need_fuse
-	slowfs_mount "$SRC" "$MNT" --stream-per-handle --stream-rate=8388608 --direct-io \
-		--delay-us=1000 || skip "FUSE cannot be mounted here"
+	mount_slowfs_or_skip --stream-per-handle --stream-rate=8388608 --direct-io --delay-us=1000
 	local t0=$EPOCHREALTIME t1
 	cmp "$SRC/data" "$MNT/data"
 	t1=$EPOCHREALTIME

@@ -15,6 +15,9 @@ HELPERS="$abs_top_builddir/tests/helpers"
 SLOWFS="$abs_top_builddir/tests/slowfs"
 PREFETCH_WRAPPER="$abs_top_builddir/prefetch"
 
+# stat_sum, stat_max, evict (shared with scripts/)
+load measure
+
 # --- sanitized builds (configure --enable-sanitizers) ----------------------------
 # A library built with AddressSanitizer, preloaded into programs that are not
 # (md5sum, gzip, ...), needs the ASan runtime first in LD_PRELOAD; it pulls in
@@ -128,6 +131,19 @@ setup() {
 	common_setup
 }
 
+# mount_setup: the start of tests of mounts: common_setup but for the
+# library check (slowfs's own tests do not need the library); $SRC and $MNT
+# made; what tests/storage.bash mounts with.
+mount_setup() {
+	STATS="$BATS_TEST_TMPDIR/stats"
+	SRC="$BATS_TEST_TMPDIR/src"
+	MNT="$BATS_TEST_TMPDIR/mnt"
+	# shellcheck disable=SC2034 # both read by tests/storage.bash
+	STORAGE_RELAY="$HELPERS/latency_relay" STORAGE_SLOWFS="$SLOWFS"
+	mkdir -p "$SRC" "$MNT"
+	cd "$BATS_TEST_TMPDIR" || return 1
+}
+
 # make_file PATH BYTES: incompressible data of an exact size.
 make_file() {
 	head -c "$2" /dev/urandom > "$1"
@@ -146,13 +162,7 @@ make_cold_file() {
 # evict_cold_files: drops the cold files from the page cache (clean pages,
 # nothing maps them); fincore, when there, confirms it.
 evict_cold_files() {
-	local f res
-	for f in "${COLD_FILES[@]}"; do
-		dd if="$f" iflag=nocache count=0 status=none || return 1
-		command -v fincore > /dev/null || continue
-		res=$(fincore --bytes --noheadings --output RES "$f")
-		[ "$res" -eq 0 ] || { echo "$f still has $res bytes cached" >&2; return 1; }
-	done
+	evict --max-cached=0 "${COLD_FILES[@]}"
 }
 
 cold_plain() { evict_cold_files && with_plain "$@"; }
@@ -179,12 +189,6 @@ with_prefetch() {
 	env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_STATS="$STATS" "$@"
 }
 
-# stat_sum KEY: the sum of KEY over every process that reported to $STATS.
-stat_sum() {
-	[ -r "$STATS" ] || { echo 0; return; }
-	grep -o " $1=[0-9]*" "$STATS" | cut -d= -f2 | awk '{ s += $1 } END { printf "%.0f\n", s }'
-}
-
 # assert_engaged: at least one process served bytes from prefetch buffers,
 # read by worker threads.
 assert_engaged() {
@@ -194,6 +198,15 @@ assert_engaged() {
 	echo "stats: $(cat "$STATS" 2>/dev/null)"
 	[ "$served" -gt 0 ] || { echo "no bytes served from prefetch buffers"; return 1; }
 	[ "$fetched" -gt 0 ] || { echo "no worker reads"; return 1; }
+}
+
+# assert_mmap_engaged: read ahead behind a mapping (PREFETCH_MMAP).
+assert_mmap_engaged() {
+	echo "stats: $(cat "$STATS" 2> /dev/null)"
+	[ "$(stat_sum mmap_mappings)" -gt 0 ] || { echo "no mapping prefetched"; return 1; }
+	# Read ahead, or found in the page cache (the disk's own readahead).
+	[ $(($(stat_sum mmap_bytes_populated) + $(stat_sum mmap_bytes_cached))) -gt 0 ] ||
+		{ echo "nothing read ahead or found cached"; return 1; }
 }
 
 # assert_not_engaged: nothing was prefetched.
@@ -282,6 +295,29 @@ slowfs_mount() {
 	cat "$mnt/.slowfs-stats" > /dev/null
 }
 
+# mount_failed_or_skip ERRFILE: after a failed mount whose stderr is in
+# ERRFILE: shows it, and skips where FUSE cannot be mounted at all (a
+# container without the right); fails otherwise.
+mount_failed_or_skip() {
+	cat "$1"
+	if grep -qiE 'permission denied|not permitted|fuse device not found' "$1"; then
+		skip "FUSE cannot be mounted here"
+	fi
+	return 1
+}
+
+# mount_slowfs_or_skip [SLOWFS OPTIONS...]: slowfs of $SRC on $MNT (unless
+# set: $BATS_TEST_TMPDIR/src and /mnt, made here); skips where FUSE cannot
+# be mounted (need_fuse, mount_failed_or_skip).
+mount_slowfs_or_skip() {
+	need_fuse
+	SRC=${SRC:-$BATS_TEST_TMPDIR/src}
+	MNT=${MNT:-$BATS_TEST_TMPDIR/mnt}
+	mkdir -p "$SRC" "$MNT"
+	slowfs_mount "$SRC" "$MNT" "$@" 2> "$BATS_TEST_TMPDIR/slowfs.err" ||
+		mount_failed_or_skip "$BATS_TEST_TMPDIR/slowfs.err"
+}
+
 # slowfs_umount MNT: unmounts if mounted (even if the daemon is dead, hence
 # /proc/self/mounts rather than a stat); retries while busy, then lazily.
 slowfs_umount() {
@@ -368,12 +404,6 @@ check_three_modes_fi() {
 	same_in_three_modes_fi "$@" && return 0
 	show_runs
 	return 1
-}
-
-# stat_max KEY: the largest value of KEY over the processes in $STATS.
-stat_max() {
-	[ -r "$STATS" ] || { echo 0; return; }
-	grep -o " $1=[0-9]*" "$STATS" | cut -d= -f2 | sort -n | tail -n 1 | awk '{ print $1 + 0 } END { if (NR == 0) print 0 }'
 }
 
 # TIMEOUT_STACKS SECONDS CMD...: timeout(1) that, before it kills a hung

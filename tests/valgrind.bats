@@ -19,13 +19,8 @@ setup() {
 	# valgrind cannot run a process that also loads a sanitizer runtime.
 	! sanitized || skip "sanitized build: valgrind and the sanitizers exclude each other"
 	command -v valgrind > /dev/null || skip "valgrind not installed"
-	[ -r "$PREFETCH_LIB" ] || {
-		echo "library not built: $PREFETCH_LIB" >&2
-		return 1
-	}
-	STATS="$BATS_TEST_TMPDIR/stats"
+	common_setup || return 1
 	DATA="$BATS_FILE_TMPDIR/data"
-	cd "$BATS_TEST_TMPDIR" || return 1
 }
 
 # vg TOOL CMD...: CMD and every process it starts under valgrind TOOL, with
