@@ -159,42 +159,36 @@ PF_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 #endif
 
 /* The fortified entry points take no mode: glibc's own versions reject
- * O_CREAT there, so they are called as they are. */
+ * O_CREAT there, so they are called as they are. Each has a 64 twin, the
+ * same but for the real function it calls. */
+#define FORTIFIED_OPEN(name)                                                          \
+	PF_EXPORT int name(const char *path, int flags);                              \
+	PF_EXPORT int name(const char *path, int flags)                               \
+	{                                                                             \
+		PF_GATE(false, pf_boot_open(path, flags, 0), pf_libc.name(path, flags)); \
+		return pf_hook_opened(pf_libc.name(path, flags), AT_FDCWD, path, flags); \
+	}
+
+#define FORTIFIED_OPENAT(name)                                                           \
+	PF_EXPORT int name(int dirfd, const char *path, int flags);                      \
+	PF_EXPORT int name(int dirfd, const char *path, int flags)                       \
+	{                                                                                \
+		PF_GATE(false, boot_openat(dirfd, path, flags, 0),                       \
+			pf_libc.name(dirfd, path, flags));                               \
+		return pf_hook_opened(pf_libc.name(dirfd, path, flags), dirfd, path, flags); \
+	}
+
 #ifdef HAVE___OPEN_2
-PF_EXPORT int __open_2(const char *path, int flags);
-PF_EXPORT int __open_2(const char *path, int flags)
-{
-	PF_GATE(false, pf_boot_open(path, flags, 0), pf_libc.__open_2(path, flags));
-	return pf_hook_opened(pf_libc.__open_2(path, flags), AT_FDCWD, path, flags);
-}
+FORTIFIED_OPEN(__open_2)
 #endif
-
 #ifdef HAVE___OPEN64_2
-PF_EXPORT int __open64_2(const char *path, int flags);
-PF_EXPORT int __open64_2(const char *path, int flags)
-{
-	PF_GATE(false, pf_boot_open(path, flags, 0), pf_libc.__open64_2(path, flags));
-	return pf_hook_opened(pf_libc.__open64_2(path, flags), AT_FDCWD, path, flags);
-}
+FORTIFIED_OPEN(__open64_2)
 #endif
-
 #ifdef HAVE___OPENAT_2
-PF_EXPORT int __openat_2(int dirfd, const char *path, int flags);
-PF_EXPORT int __openat_2(int dirfd, const char *path, int flags)
-{
-	PF_GATE(false, boot_openat(dirfd, path, flags, 0), pf_libc.__openat_2(dirfd, path, flags));
-	return pf_hook_opened(pf_libc.__openat_2(dirfd, path, flags), dirfd, path, flags);
-}
+FORTIFIED_OPENAT(__openat_2)
 #endif
-
 #ifdef HAVE___OPENAT64_2
-PF_EXPORT int __openat64_2(int dirfd, const char *path, int flags);
-PF_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
-{
-	PF_GATE(false, boot_openat(dirfd, path, flags, 0),
-		pf_libc.__openat64_2(dirfd, path, flags));
-	return pf_hook_opened(pf_libc.__openat64_2(dirfd, path, flags), dirfd, path, flags);
-}
+FORTIFIED_OPENAT(__openat64_2)
 #endif
 
 #define CREAT_FLAGS (O_CREAT | O_WRONLY | O_TRUNC)
@@ -263,24 +257,22 @@ PF_EXPORT ssize_t pread64(int fd, void *buf, size_t count, off64_t offset)
 }
 #endif
 
-#ifdef HAVE___PREAD_CHK
-PF_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t count, off_t offset, size_t buflen);
-PF_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t count, off_t offset, size_t buflen)
-{
-	PF_GATE(count > buflen, pf_boot_pread(fd, buf, count, offset),
-		pf_libc.__pread_chk(fd, buf, count, offset, buflen));
-	return read_one(fd, buf, count, offset);
-}
-#endif
+/* __pread_chk and its 64 twin, the same but for the offset's type and the
+ * real function. */
+#define PREAD_CHK(name, off_type)                                                           \
+	PF_EXPORT ssize_t name(int fd, void *buf, size_t count, off_type offset, size_t buflen); \
+	PF_EXPORT ssize_t name(int fd, void *buf, size_t count, off_type offset, size_t buflen)  \
+	{                                                                                   \
+		PF_GATE(count > buflen, pf_boot_pread(fd, buf, count, offset),              \
+			pf_libc.name(fd, buf, count, offset, buflen));                      \
+		return read_one(fd, buf, count, offset);                                    \
+	}
 
+#ifdef HAVE___PREAD_CHK
+PREAD_CHK(__pread_chk, off_t)
+#endif
 #ifdef HAVE___PREAD64_CHK
-PF_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t count, off64_t offset, size_t buflen);
-PF_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t count, off64_t offset, size_t buflen)
-{
-	PF_GATE(count > buflen, pf_boot_pread(fd, buf, count, offset),
-		pf_libc.__pread64_chk(fd, buf, count, offset, buflen));
-	return read_one(fd, buf, count, offset);
-}
+PREAD_CHK(__pread64_chk, off64_t)
 #endif
 
 PF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
