@@ -52,6 +52,10 @@ void pf_ahead_passed(unsigned source, unsigned index);
  * private descriptor table started, or not tried yet). */
 bool pf_ahead_usable(void);
 
+/* The path of fd, as the kernel names it (/proc/self/fd): what an absolute
+ * predicted path is when nothing on the way is a symbolic link. */
+bool pf_fd_path(int fd, char *buf, size_t size);
+
 /* True when PREFETCH_FILES is on and the library active. */
 bool pf_files_enabled(void);
 
