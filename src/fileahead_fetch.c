@@ -98,7 +98,7 @@ static void fetch_end(struct ahead *e, bool ok, bool failed)
 		e->len = e->reserved = 0;
 		e->state = AHEAD_FAILED;
 	} else {
-		e->state = AHEAD_READY; /* entry_free counts what was read for nothing */
+		e->state = AHEAD_READY; /* pf_ahead_entry_free counts what was read for nothing */
 		pf_ahead_entry_free(e, ok);
 	}
 	pthread_cond_broadcast(&pf_fa.done);
