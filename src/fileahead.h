@@ -19,14 +19,15 @@
 
 #include "engine.h"
 
-/* --- called by hooks.c ------------------------------------------------------------ */
+/* --- called by the hooks (hooks.c, hooks_stdio.c) ------------------------------------ */
 
 /* The program's open (any variant, fopen too) returned fd for path, opened
  * read-only. True when fd adopted a file fetched ahead: the engine should
  * not also start reading it at open. */
 bool pf_files_opened(int fd, int dirfd, const char *path);
 
-/* readdir returned name (NULL: end of the directory); closedir. */
+/* readdir returned name (NULL: end of the directory); closedir
+ * (predict_listing.c). */
 void pf_files_dir_entry(DIR *dirp, const char *name, unsigned char type);
 void pf_files_dir_closing(DIR *dirp);
 
@@ -52,10 +53,14 @@ void pf_ahead_passed(unsigned source, unsigned index);
  * private descriptor table started, or not tried yet). */
 bool pf_ahead_usable(void);
 
+/* The path of fd, as the kernel names it (/proc/self/fd): what an absolute
+ * predicted path is when nothing on the way is a symbolic link. */
+bool pf_fd_path(int fd, char *buf, size_t size);
+
 /* True when PREFETCH_FILES is on and the library active. */
 bool pf_files_enabled(void);
 
-/* Fork handlers (registered by predict.c's constructor). */
+/* Fork handlers, called by predict.c's, which hold its lock first. */
 void pf_ahead_atfork_prepare(void);
 void pf_ahead_atfork_parent(void);
 void pf_ahead_atfork_child(void);

@@ -29,9 +29,8 @@ extern int __close(int fd);
 
 /* The address range of this library's own loaded segments. dladdr() on
  * every bound symbol would tell the same, but it scans the symbol table of
- * the object it lands in (libc's, thousands of entries): about 10 us per
- * call, half a millisecond for the whole table at every process's first
- * hook. */
+ * the object it lands in (libc's, thousands of entries), for every symbol,
+ * at every process's first hook. */
 struct own_range {
 	uintptr_t lo, hi;
 };

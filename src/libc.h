@@ -58,7 +58,7 @@ struct pf_libc {
 	size_t (*__fread_chk)(void *ptr, size_t ptrlen, size_t size, size_t n, FILE *stream);
 	size_t (*__fread_unlocked_chk)(void *ptr, size_t ptrlen, size_t size, size_t n, FILE *stream);
 
-	/* mmap_prefetch.c */
+	/* hooks_mmap.c */
 	void *(*mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 	void *(*mmap64)(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
 	int (*munmap)(void *addr, size_t len);
@@ -66,7 +66,7 @@ struct pf_libc {
 	int (*madvise)(void *addr, size_t len, int advice);
 	int (*posix_madvise)(void *addr, size_t len, int advice);
 
-	/* fileahead.c: directory listings */
+	/* hooks_stdio.c: directory listings */
 	struct dirent *(*readdir)(DIR *dirp);
 	struct dirent64 *(*readdir64)(DIR *dirp);
 	int (*closedir)(DIR *dirp);

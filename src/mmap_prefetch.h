@@ -6,7 +6,8 @@
  * faults, seen in /proc/self/pagemap) and read a bounded window ahead of it,
  * several requests at once, through a private mapping of their own of the
  * same file. munmap, mremap and MAP_FIXED over a mapping stop it first,
- * waiting for the workers to be done with it. See mmap_prefetch.c. */
+ * waiting for the workers to be done with it. See mmap_prefetch.c and
+ * mmap_worker.c. */
 #ifndef PF_MMAP_PREFETCH_H
 #define PF_MMAP_PREFETCH_H
 
@@ -34,7 +35,7 @@ void pf_mmap_unmapping(void *addr, size_t len);
 void pf_mmap_advised(void *addr, size_t len, int advice);
 
 /* Fork handlers of the mmap path, called by the library's one set
- * (pf_atfork_*, engine.c) in its order. */
+ * (hooks.c) in its order. */
 void pf_mmap_atfork_prepare(void);
 void pf_mmap_atfork_parent(void);
 void pf_mmap_atfork_child(void);

@@ -1,47 +1,31 @@
-/* Guessing the next files: command-line operands and directory listings
- * (see predict.h). Everything here runs under pred_lock, taken before
- * fileahead.c's own lock. */
+/* Guessing the next files (see predict.h): the sources' orders, the file
+ * operands of the command line, and the entry points; the directory
+ * listings are predict_listing.c's. Everything here runs under
+ * pf_pred_lock, taken before fileahead.c's own lock. */
 #include "config.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "engine.h"
 #include "fileahead.h"
 #include "predict.h"
+#include "predict_source.h"
 #include "settings.h"
 
-/* Files predicted ahead of the one the program opens. */
-#define PF_FILES_AHEAD 8u
 /* Opens out of a source's order in a row before it is given up. */
 #define PF_SOURCE_MISSES 3u
-#define PF_ARGV_SOURCE 0u
 /* Operands compared with an open: those just after the last one matched. */
 #define PF_ARGV_SCAN 64u
 #define PF_ARGV_MAX 65536u
-/* Listings remembered (the most recently used), and names per listing. */
-#define PF_LISTINGS 16u
-#define PF_LISTING_MAX 65536u
 
-static pthread_mutex_t pred_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Where a source stands: the index the program opened last (-1: none yet)
- * and its opens out of order in a row. */
-struct order {
-	int last;
-	unsigned misses;
-	bool off;
-};
+pthread_mutex_t pf_pred_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The file operands of the command line (argv[1..] but options). */
 static struct {
@@ -50,48 +34,9 @@ static struct {
 	struct order order;
 } args = { NULL, 0, { -1, 0, false } };
 
-/* The regular files (or unknown types) of one directory listing, in the
- * order readdir returned them. Names are packed in one arena; the hash of
- * them is built when first needed, so that a program that lists and opens
- * nothing (ls, find -name) pays only the copy. */
-struct listing {
-	DIR *dirp;          /* being read; NULL once closed */
-	bool complete;      /* readdir reached its end */
-	unsigned id;        /* source id, never reused */
-	char *dir;          /* absolute path of the directory, NULL: unusable */
-	size_t dirlen;
-	char *arena;
-	size_t arena_len, arena_cap;
-	uint32_t *offs;     /* name i is arena + offs[i] */
-	unsigned n, cap;
-	uint32_t *hash;     /* index + 1, 0 for empty; nhash slots */
-	unsigned nhash, hashed;
-	struct order order; /* the program's opens in listing order */
-	/* Sorted order (rsync, ls-like programs): by_rank[r] is the index of
-	 * the r-th name by strcmp, rank[i] the rank of name i; built when
-	 * first needed, for the ranked first names. */
-	uint32_t *by_rank, *rank;
-	unsigned ranked;
-	struct order sorted;
-	bool by_name;       /* predicting in sorted order */
-	uint64_t used;      /* for replacing the least recently used */
-};
-
-static struct listing lists[PF_LISTINGS];
-static unsigned next_id = PF_ARGV_SOURCE + 1;
-static uint64_t tick;
-static unsigned live_listings;
-/* Set once a listing's guess was confirmed: from then on the first files
- * of each new listing are fetched as soon as it is read (grep -r, os.walk). */
-static bool listing_reader;
-
 /* --- sources -------------------------------------------------------------------------- */
 
-/* The program opened position i of a source's order. Returns true when it
- * followed that order (the next position, or its first open): then the next
- * files are worth predicting. After PF_SOURCE_MISSES opens out of order in a
- * row, the order is given up (off). */
-static bool order_step(struct order *o, int i)
+bool pf_order_step(struct order *o, int i)
 {
 	if (o->off)
 		return false;
@@ -106,7 +51,7 @@ static bool order_step(struct order *o, int i)
 }
 
 /* dir/name into buf; false when too long. */
-static bool join(char *buf, size_t size, const char *dir, size_t dirlen, const char *name)
+bool pf_path_join(char *buf, size_t size, const char *dir, size_t dirlen, const char *name)
 {
 	size_t nlen = strlen(name);
 	if (dirlen + 1 + nlen + 1 > size)
@@ -177,7 +122,7 @@ static void argv_opened(int dirfd, const char *path)
 	int i = argv_find(path);
 	if (i < 0)
 		return;
-	bool in_order = order_step(&args.order, i);
+	bool in_order = pf_order_step(&args.order, i);
 	if (args.order.off) {
 		pf_ahead_passed(PF_ARGV_SOURCE, UINT_MAX);
 		return;
@@ -194,7 +139,7 @@ static void argv_opened(int dirfd, const char *path)
 			if (!have_cwd && !getcwd(cwd, sizeof(cwd)))
 				return;
 			have_cwd = true;
-			if (!join(path_buf, sizeof(path_buf), cwd, strlen(cwd), p))
+			if (!pf_path_join(path_buf, sizeof(path_buf), cwd, strlen(cwd), p))
 				continue;
 			p = path_buf;
 		}
@@ -203,326 +148,12 @@ static void argv_opened(int dirfd, const char *path)
 	}
 }
 
-/* --- directory listings -------------------------------------------------------------------- */
-
-static const char *name_at(const struct listing *l, unsigned i)
-{
-	return l->arena + l->offs[i];
-}
-
-static uint32_t name_hash(const char *s)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h;
-}
-
-static void hash_insert(struct listing *l, unsigned i)
-{
-	unsigned mask = l->nhash - 1;
-	unsigned k = name_hash(name_at(l, i)) & mask;
-	while (l->hash[k])
-		k = (k + 1) & mask;
-	l->hash[k] = i + 1;
-}
-
-/* Brings the hash up to the names read so far; false when out of memory. */
-static bool hash_update(struct listing *l)
-{
-	if (l->hashed == l->n)
-		return true;
-	if (l->nhash < 2 * l->n) {
-		unsigned size = 64;
-		while (size < 2 * l->n)
-			size *= 2;
-		uint32_t *h = calloc(size, sizeof(*h));
-		if (!h)
-			return false;
-		free(l->hash);
-		l->hash = h;
-		l->nhash = size;
-		l->hashed = 0;
-	}
-	for (; l->hashed < l->n; l->hashed++)
-		hash_insert(l, l->hashed);
-	return true;
-}
-
-static int listing_find(struct listing *l, const char *name)
-{
-	if (!hash_update(l))
-		return -1;
-	unsigned mask = l->nhash - 1;
-	for (unsigned k = name_hash(name) & mask; l->hash[k]; k = (k + 1) & mask)
-		if (strcmp(name_at(l, l->hash[k] - 1), name) == 0)
-			return (int)l->hash[k] - 1;
-	return -1;
-}
-
-static bool listing_live(const struct listing *l)
-{
-	return l->dir && !(l->order.off && l->sorted.off);
-}
-
-static void listing_free(struct listing *l)
-{
-	if (listing_live(l))
-		__atomic_sub_fetch(&live_listings, 1, __ATOMIC_RELAXED);
-	if (l->id)
-		pf_ahead_passed(l->id, UINT_MAX);
-	free(l->dir);
-	free(l->arena);
-	free(l->offs);
-	free(l->hash);
-	free(l->by_rank);
-	free(l->rank);
-	memset(l, 0, sizeof(*l));
-}
-
-static void listing_give_up(struct listing *l)
-{
-	if (listing_live(l))
-		__atomic_sub_fetch(&live_listings, 1, __ATOMIC_RELAXED);
-	l->order.off = l->sorted.off = true;
-	pf_ahead_passed(l->id, UINT_MAX);
-	/* New listings are no longer read ahead of their first open. */
-	listing_reader = false;
-}
-
-static const struct listing *sorting; /* for by_name_cmp (pred_lock held) */
-
-static int by_name_cmp(const void *a, const void *b)
-{
-	return strcmp(name_at(sorting, *(const uint32_t *)a), name_at(sorting, *(const uint32_t *)b));
-}
-
-/* The rank of name i in sorted order, -1 when out of memory. */
-static int listing_rank(struct listing *l, int i)
-{
-	if (l->ranked != l->n) {
-		uint32_t *by_rank = realloc(l->by_rank, l->n * sizeof(*by_rank));
-		if (by_rank)
-			l->by_rank = by_rank;
-		uint32_t *rank = by_rank ? realloc(l->rank, l->n * sizeof(*rank)) : NULL;
-		if (rank)
-			l->rank = rank;
-		if (!by_rank || !rank)
-			return -1;
-		for (unsigned k = 0; k < l->n; k++)
-			by_rank[k] = k;
-		sorting = l;
-		qsort(by_rank, l->n, sizeof(*by_rank), by_name_cmp);
-		for (unsigned r = 0; r < l->n; r++)
-			rank[by_rank[r]] = r;
-		l->ranked = l->n;
-	}
-	return (int)l->rank[i];
-}
-
-static struct listing *listing_of(DIR *dirp)
-{
-	for (unsigned i = 0; i < PF_LISTINGS; i++)
-		if (lists[i].dirp == dirp)
-			return &lists[i];
-	return NULL;
-}
-
-/* The absolute path of the directory being read, as the kernel names it. */
-static char *dir_path(DIR *dirp)
-{
-	char link[32], buf[PATH_MAX];
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd(dirp));
-	ssize_t r = readlink(link, buf, sizeof(buf) - 1);
-	if (r <= 0 || buf[0] != '/')
-		return NULL;
-	buf[r] = '\0';
-	if (r == 1)
-		buf[0] = '\0'; /* the root: names join as "/name" */
-	return strdup(buf);
-}
-
-/* A listing for a directory the program starts reading, in place of the
- * least recently used one. */
-static struct listing *listing_new(DIR *dirp)
-{
-	struct listing *l = &lists[0];
-	for (unsigned i = 1; i < PF_LISTINGS; i++)
-		if (lists[i].used < l->used)
-			l = &lists[i];
-	listing_free(l);
-	l->dirp = dirp;
-	l->id = next_id++;
-	l->order.last = l->sorted.last = -1;
-	l->used = ++tick;
-	/* On a local disk nothing is fetched ahead (pf_predict_opened): the
-	 * listing is not kept, which costs a directory one fstat. */
-	struct stat st;
-	if (fstat(dirfd(dirp), &st) != 0 || (major(st.st_dev) != 0 && !pf_settings()->block_devices))
-		return l;
-	l->dir = dir_path(dirp);
-	if (l->dir) {
-		l->dirlen = strlen(l->dir);
-		__atomic_add_fetch(&live_listings, 1, __ATOMIC_RELAXED);
-	}
-	return l;
-}
-
-static bool grow(void **p, size_t *cap, size_t need, size_t unit)
-{
-	if (need <= *cap)
-		return true;
-	size_t size = *cap ? *cap : 64;
-	while (size < need)
-		size *= 2;
-	void *q = realloc(*p, size * unit);
-	if (!q)
-		return false;
-	*p = q;
-	*cap = size;
-	return true;
-}
-
-static void listing_add(struct listing *l, const char *name)
-{
-	size_t len = strlen(name) + 1;
-	size_t cap = l->cap;
-	if (l->n >= PF_LISTING_MAX || l->arena_len + len > UINT32_MAX ||
-	    !grow((void **)&l->offs, &cap, l->n + 1, sizeof(*l->offs)) ||
-	    !grow((void **)&l->arena, &l->arena_cap, l->arena_len + len, 1))
-		return;
-	l->cap = (unsigned)cap;
-	memcpy(l->arena + l->arena_len, name, len);
-	l->offs[l->n++] = (uint32_t)l->arena_len;
-	l->arena_len += len;
-}
-
-/* Asks for the files of l after position pos (none yet: -1) of the order
- * it predicts in. */
-static void listing_predict(struct listing *l, int pos)
-{
-	char path[PATH_MAX];
-	unsigned n = l->by_name ? l->ranked : l->n;
-	for (unsigned j = (unsigned)(pos + 1); j < n && j <= (unsigned)(pos + (int)PF_FILES_AHEAD); j++) {
-		unsigned i = l->by_name ? l->by_rank[j] : j;
-		if (!join(path, sizeof(path), l->dir, l->dirlen, name_at(l, i)))
-			continue;
-		if (!pf_ahead_want(l->id, j, path))
-			return;
-	}
-}
-
-/* Entries that may be regular files: symbolic links are followed by the
- * program and by the fetch alike; the fetch itself opens regular files only. */
-static bool may_be_file(const char *name, unsigned char type)
-{
-	if (type != DT_REG && type != DT_UNKNOWN && type != DT_LNK)
-		return false;
-	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
-}
-
-void pf_files_dir_entry(DIR *dirp, const char *name, unsigned char type)
-{
-	if (!pf_files_enabled())
-		return;
-	int saved = errno;
-	pf_in_library = 1;
-	pthread_mutex_lock(&pred_lock);
-	struct listing *l = listing_of(dirp);
-	if (!name) {
-		if (l && !l->complete && listing_live(l) && listing_reader && l->order.last < 0)
-			listing_predict(l, -1);
-		if (l)
-			l->complete = true;
-	} else if (may_be_file(name, type)) {
-		if (!l)
-			l = listing_new(dirp);
-		if (!l->complete && listing_live(l))
-			listing_add(l, name);
-	}
-	pthread_mutex_unlock(&pred_lock);
-	pf_in_library = 0;
-	errno = saved;
-}
-
-void pf_files_dir_closing(DIR *dirp)
-{
-	if (!pf_files_enabled())
-		return;
-	int saved = errno;
-	pf_in_library = 1;
-	pthread_mutex_lock(&pred_lock);
-	struct listing *l = listing_of(dirp);
-	if (l) {
-		l->dirp = NULL; /* the address may be reused by the next opendir */
-		l->complete = true;
-	}
-	pthread_mutex_unlock(&pred_lock);
-	pf_in_library = 0;
-	errno = saved;
-}
-
-/* The program opened name i of l: follow it in listing order, or in sorted
- * order once that is the one it keeps to. */
-static void listing_step(struct listing *l, int i)
-{
-	int r = listing_rank(l, i);
-	/* A guess was right: the next file in one of the orders. */
-	bool confirmed = (l->order.last >= 0 && i == l->order.last + 1) ||
-			 (r >= 0 && l->sorted.last >= 0 && r == l->sorted.last + 1);
-	bool in_list = order_step(&l->order, i);
-	bool in_name = r >= 0 && order_step(&l->sorted, r);
-	if (r < 0)
-		l->sorted.off = true;
-	if (l->order.off && l->sorted.off) {
-		listing_give_up(l);
-		return;
-	}
-	if (in_name != in_list) {
-		bool by_name = in_name;
-		if (by_name != l->by_name)
-			pf_ahead_passed(l->id, UINT_MAX); /* positions of the other order */
-		l->by_name = by_name;
-	}
-	if (confirmed)
-		listing_reader = true;
-	int pos = l->by_name ? r : i;
-	pf_ahead_passed(l->id, (unsigned)pos);
-	if (l->by_name ? in_name : in_list)
-		listing_predict(l, pos);
-}
-
-/* The program opened fd: if its file is in a listing, predict what follows. */
-static void listing_opened(int fd)
-{
-	char link[32], real[PATH_MAX];
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	ssize_t r = readlink(link, real, sizeof(real) - 1);
-	if (r <= 0)
-		return;
-	real[r] = '\0';
-	char *slash = strrchr(real, '/');
-	if (!slash)
-		return;
-	size_t dirlen = (size_t)(slash - real);
-	const char *name = slash + 1;
-	for (unsigned k = 0; k < PF_LISTINGS; k++) {
-		struct listing *l = &lists[k];
-		if (!listing_live(l) || l->dirlen != dirlen || memcmp(l->dir, real, dirlen) != 0)
-			continue;
-		int i = listing_find(l, name);
-		if (i < 0)
-			continue;
-		l->used = ++tick;
-		listing_step(l, i);
-		return;
-	}
-}
+/* --- entry points ---------------------------------------------------------------------- */
 
 bool pf_predict_any(void)
 {
 	return (args.n && !__atomic_load_n(&args.order.off, __ATOMIC_RELAXED)) ||
-	       __atomic_load_n(&live_listings, __ATOMIC_RELAXED);
+	       pf_listings_live();
 }
 
 void pf_predict_opened(int fd, int dirfd, const char *path, const struct stat *st)
@@ -532,26 +163,26 @@ void pf_predict_opened(int fd, int dirfd, const char *path, const struct stat *s
 		return;
 	if (!pf_ahead_usable())
 		return;
-	pthread_mutex_lock(&pred_lock);
+	pthread_mutex_lock(&pf_pred_lock);
 	if (args.n && !args.order.off)
 		argv_opened(dirfd, path);
-	if (__atomic_load_n(&live_listings, __ATOMIC_RELAXED))
-		listing_opened(fd);
-	pthread_mutex_unlock(&pred_lock);
+	if (pf_listings_live())
+		pf_listing_opened(fd);
+	pthread_mutex_unlock(&pf_pred_lock);
 }
 
 /* --- fork and start ------------------------------------------------------------------------ */
 
 void pf_predict_atfork_prepare(void)
 {
-	pthread_mutex_lock(&pred_lock);
+	pthread_mutex_lock(&pf_pred_lock);
 	pf_ahead_atfork_prepare();
 }
 
 void pf_predict_atfork_parent(void)
 {
 	pf_ahead_atfork_parent();
-	pthread_mutex_unlock(&pred_lock);
+	pthread_mutex_unlock(&pf_pred_lock);
 }
 
 /* The child keeps what the process read and ran (it often goes on with
@@ -559,7 +190,7 @@ void pf_predict_atfork_parent(void)
 void pf_predict_atfork_child(void)
 {
 	pf_ahead_atfork_child();
-	pthread_mutex_unlock(&pred_lock); /* locked in prepare, by this thread */
+	pthread_mutex_unlock(&pf_pred_lock); /* locked in prepare, by this thread */
 }
 
 __attribute__((constructor)) static void pf_predict_init(int argc, char **argv, char **envp)
