@@ -79,10 +79,10 @@ bool pf_excluded_file(const struct stat *st)
 }
 
 /* Whether a stream of fd from *pos (-1: the file offset, looked up here)
- * has anything to gain (slot lock held); fills *st. Marks the slot when it
- * never will, or for a while. */
-static bool worth_a_stream(struct pf_fd *slot, int fd, const struct pf_settings *cfg,
-			   struct stat *st, off64_t *pos)
+ * has anything to overlap (slot lock held); fills *st. Marks the slot when
+ * it never will, or for a while. */
+static bool worth_reading_ahead(struct pf_fd *slot, int fd, const struct pf_settings *cfg,
+				struct stat *st, off64_t *pos)
 {
 	if (fstat(fd, st) != 0 || pf_excluded_file(st)) {
 		slot->state = PF_FD_IGNORED;
@@ -96,19 +96,22 @@ static bool worth_a_stream(struct pf_fd *slot, int fd, const struct pf_settings 
 		slot->flags &= (uint8_t)~PF_FDF_SEQ_ADVICE;
 		return false;
 	}
-	if (!pf_file_classified(slot, fd)) {
-		slot->state = PF_FD_IGNORED;
-		PF_LOG(PF_LOG_TRACE, "fd %d: not a read-only regular file; ignored", fd);
-		return false;
-	}
-	off64_t window_end = *pos + (off64_t)cfg->window;
+	return true;
+}
+
+/* Whether reading ahead of a candidate file would only add a copy (slot
+ * lock held): its data is cached, or its client reads ahead itself. */
+static bool nothing_to_gain(struct pf_fd *slot, int fd, const struct pf_settings *cfg,
+			    const struct stat *st, off64_t pos)
+{
+	off64_t window_end = pos + (off64_t)cfg->window;
 	if (window_end > st->st_size)
 		window_end = st->st_size;
-	if (cfg->skip_cached && pf_range_cached(fd, *pos, window_end)) {
+	if (cfg->skip_cached && pf_range_cached(fd, pos, window_end)) {
 		slot->state = PF_FD_CACHED;
 		slot->bypass_left = cfg->window;
 		PF_STAT_ADD(cached_skips, 1);
-		return false;
+		return true;
 	}
 	if (cfg->parallel == PF_PARALLEL_AUTO &&
 	    pf_storage_mode(st->st_dev) == PF_STORAGE_CLIENT_READS_AHEAD) {
@@ -116,25 +119,47 @@ static bool worth_a_stream(struct pf_fd *slot, int fd, const struct pf_settings 
 		 * of it only adds a copy (docs/benchmarks-storage.md). */
 		slot->state = PF_FD_IGNORED;
 		PF_STAT_ADD(streams_stepped_aside, 1);
-		return false;
+		return true;
 	}
-	return true;
+	return false;
 }
 
-/* Makes the stream and starts its reads (slot lock held). */
-static struct pf_stream *start_stream(struct pf_fd *slot, int fd, off64_t pos,
-				      const struct stat *st, const struct pf_settings *cfg)
+/* Chunks twice the size where reads bypass the page cache, only where the
+ * doubled window fits the memory cap: a small PREFETCH_MAX_MEMORY keeps
+ * chunks that it can hold. */
+static unsigned chunk_scale(const struct pf_settings *cfg, bool uncached)
 {
-	/* Doubled only where the doubled window fits the memory cap: a small
-	 * PREFETCH_MAX_MEMORY keeps chunks that it can hold. */
-	bool uncached = bypasses_page_cache(fd, pos);
-	unsigned scale = 1;
 	if (uncached && cfg->window * PF_UNCACHED_SCALE <= cfg->max_memory &&
 	    cfg->chunk * PF_UNCACHED_SCALE <= PF_CHUNK_MAX) {
-		scale = PF_UNCACHED_SCALE;
 		PF_STAT_ADD(streams_uncached, 1);
+		return PF_UNCACHED_SCALE;
 	}
-	struct pf_stream *s = pf_stream_new(fd, pos, st, cfg, scale);
+	return 1;
+}
+
+/* The descriptor's reads have been sequential: attach a stream if the file
+ * qualifies and there is something to gain (slot lock held). pos is the
+ * offset of the next read, or -1 for "the file offset". */
+struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
+{
+	const struct pf_settings *cfg = pf_settings();
+	slot->seq_reads = 0; /* if nothing comes of it, look again after a run of reads */
+	struct stat st;
+	if (!worth_reading_ahead(slot, fd, cfg, &st, &pos))
+		return NULL;
+	if (!pf_file_classified(slot, fd)) {
+		slot->state = PF_FD_IGNORED;
+		PF_LOG(PF_LOG_TRACE, "fd %d: not a read-only regular file; ignored", fd);
+		return NULL;
+	}
+	if (nothing_to_gain(slot, fd, cfg, &st, pos))
+		return NULL;
+	if (pool_start(cfg) != 0) {
+		slot->state = PF_FD_IGNORED;
+		return NULL;
+	}
+	bool uncached = bypasses_page_cache(fd, pos);
+	struct pf_stream *s = pf_stream_new(fd, pos, &st, cfg, chunk_scale(cfg, uncached));
 	if (!s) {
 		PF_LOG(PF_LOG_WARN, "fd %d: out of memory for a stream; passing through", fd);
 		return NULL;
@@ -144,26 +169,9 @@ static struct pf_stream *start_stream(struct pf_fd *slot, int fd, off64_t pos,
 	pf_stream_attach(slot, s);
 	PF_STAT_ADD(files_prefetched, 1);
 	PF_LOG(PF_LOG_INFO, "fd %d: prefetching from offset %lld (size %lld, chunks of %zu)", fd,
-	       (long long)pos, (long long)st->st_size, s->chunk_size);
+	       (long long)pos, (long long)st.st_size, s->chunk_size);
 	pthread_mutex_lock(&s->lock);
 	pf_stream_fill(s);
 	pthread_mutex_unlock(&s->lock);
 	return s;
-}
-
-/* The descriptor's reads have been sequential: attach a stream if the file
- * qualifies and there is something to gain (slot lock held). pos is the
- * offset of the next read, or -1 for "the file offset". */
-struct pf_stream *pf_try_engage(struct pf_fd *slot, int fd, off64_t pos)
-{
-	const struct pf_settings *cfg = pf_settings();
-	slot->seq_reads = 0; /* if nothing comes of it, look again after a run of reads */
-	struct stat st;
-	if (!worth_a_stream(slot, fd, cfg, &st, &pos))
-		return NULL;
-	if (pf_pool_start(cfg) != 0) {
-		slot->state = PF_FD_IGNORED;
-		return NULL;
-	}
-	return start_stream(slot, fd, pos, &st, cfg);
 }

@@ -56,7 +56,7 @@ static void on_new_file(struct pf_fd *slot, off64_t fd_to_engage)
 	slot_reset(slot);
 	if (fd_to_engage >= 0) {
 		slot->flags |= PF_FDF_FROM_START; /* a file just opened is at offset 0 */
-		struct pf_stream *s = pf_try_engage(slot, (int)fd_to_engage, 0);
+		struct pf_stream *s = try_engage(slot, (int)fd_to_engage, 0);
 		if (s) {
 			s->speculative = true;
 			PF_STAT_ADD(streams_at_open, 1);

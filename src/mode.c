@@ -45,27 +45,12 @@ void pf_mode_start(struct pf_stream *s, bool uncached)
 		PF_STAT_ADD(streams_ordered, 1);
 }
 
-/* The probe's verdict: the mode from now on, learned for the filesystem. */
-static void probe_decide(struct pf_stream *s, double gain, uint64_t busy)
-{
-	enum stream_mode mode = gain >= PF_PROBE_GAIN ? MODE_PARALLEL : MODE_ORDERED;
-	pf_mode_set(s, mode);
-	if (mode == MODE_ORDERED)
-		PF_STAT_ADD(streams_ordered, 1);
-	PF_LOG(PF_LOG_INFO, "fd %d: two reads in flight gave %.2fx one (%u us alone, %u in %llu us): %s",
-	       s->fd, gain, (unsigned)(s->alone_ns / 1000), PF_PROBE_PAIRED,
-	       (unsigned long long)busy / 1000,
-	       mode == MODE_ORDERED ? "reading in order, one at a time" : "reading in parallel");
-	pf_storage_learn(s->version.st_dev,
-			 mode == MODE_ORDERED ? PF_STORAGE_ORDERED : PF_STORAGE_PARALLEL);
-}
-
 /* A chunk read while probing (s->lock held). After the paired chunks, the
  * gain of two reads in flight over one: the paired chunks over the time a
  * read was in flight, against one chunk per read alone. Near 1 when the
  * storage served them one after the other, near 2 when at once. A verdict
  * of no gain is measured twice: a busy CPU delays reads too. */
-void pf_probe_note(struct pf_stream *s, const struct pf_chunk *c)
+void probe_note(struct pf_stream *s, const struct pf_chunk *c)
 {
 	if (c->len != s->chunk_size || c->err)
 		return; /* the end of the file is no measure */
@@ -88,5 +73,14 @@ void pf_probe_note(struct pf_stream *s, const struct pf_chunk *c)
 		s->max_inflight = 1;
 		return;
 	}
-	probe_decide(s, gain, busy);
+	enum stream_mode mode = gain >= PF_PROBE_GAIN ? MODE_PARALLEL : MODE_ORDERED;
+	pf_mode_set(s, mode);
+	if (mode == MODE_ORDERED)
+		PF_STAT_ADD(streams_ordered, 1);
+	PF_LOG(PF_LOG_INFO, "fd %d: two reads in flight gave %.2fx one (%u us alone, %u in %llu us): %s",
+	       s->fd, gain, (unsigned)(s->alone_ns / 1000), PF_PROBE_PAIRED,
+	       (unsigned long long)busy / 1000,
+	       mode == MODE_ORDERED ? "reading in order, one at a time" : "reading in parallel");
+	pf_storage_learn(s->version.st_dev,
+			 mode == MODE_ORDERED ? PF_STORAGE_ORDERED : PF_STORAGE_PARALLEL);
 }

@@ -111,7 +111,7 @@ static void chunk_finished(struct pf_stream *s, struct pf_chunk *c)
 		c->state = CHUNK_DONE;
 		pf_note_chunk_end(s, c);
 		if (s->mode == MODE_PROBING)
-			pf_probe_note(s, c);
+			probe_note(s, c);
 	}
 	if (next_claimable(s))
 		pf_runq_push(s); /* workers that found the mode's limit reached left it */
@@ -173,7 +173,7 @@ static void *worker_main(void *unused)
 }
 
 /* Starts the workers at the first stream; 0 when they run. */
-int pf_pool_start(const struct pf_settings *cfg)
+int pool_start(const struct pf_settings *cfg)
 {
 	pthread_mutex_lock(&pool.lock);
 	if (pool.state == 0) {

@@ -49,7 +49,7 @@ ssize_t pf_pass_through(int fd, const struct pf_read_req *req)
 /* At a descriptor's first read (slot lock held): true when none of its
  * reads can ever be prefetched: not a regular file, or (by default) a file
  * on a local block device. Its reads then skip the lock from the next one
- * on, which random readers, who never reach pf_try_engage, would otherwise
+ * on, which random readers, who never reach try_engage, would otherwise
  * pay on every call. Else notes whether the reads start at the file's
  * beginning: a stream that then reaches its end read the whole file. */
 static bool first_look(struct pf_fd *slot, int fd, const struct pf_read_req *req)
@@ -131,7 +131,7 @@ static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req
 		if (slot->seq_reads >= run_needed(slot, cfg) || (slot->flags & PF_FDF_SEQ_ADVICE))
 			/* read(): where the kernel says, which another descriptor
 			 * of the same open file may have moved. */
-			pf_try_engage(slot, fd, req->offset == PF_AT_FILE_OFFSET ? -1 : slot->next_off);
+			try_engage(slot, fd, req->offset == PF_AT_FILE_OFFSET ? -1 : slot->next_off);
 	}
 	errno = saved;
 	return r;

@@ -30,7 +30,7 @@ static bool splittable(struct pf_fd *slot, int fd, off64_t start, size_t total, 
 				   PF_STORAGE_ONE_STREAM(pf_storage_mode(st->st_dev))))
 		return false;
 	off64_t end = start + (off64_t)total < st->st_size ? start + (off64_t)total : st->st_size;
-	return !(cfg->skip_cached && pf_range_cached(fd, start, end)) && pf_pool_start(cfg) == 0;
+	return !(cfg->skip_cached && pf_range_cached(fd, start, end)) && pool_start(cfg) == 0;
 }
 
 /* Queues the pieces of [start, start + total) (s->lock held). */

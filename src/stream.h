@@ -2,7 +2,11 @@
  * engage.c, serve.c, split.c, readpath.c, fdevents.c) share. Hooks and the
  * rest of the library see only engine.h.
  *
- * Locks: a descriptor's slot lock, then its stream's lock, then pool.lock. */
+ * Locks: a descriptor's slot lock, then its stream's lock, then pool.lock.
+ *
+ * try_engage, pool_start and probe_note keep their names without the pf_
+ * prefix: PREFETCH_DEBUG messages name the function that logs them, and
+ * users and tests (settings.bats) read those names. */
 #ifndef PF_STREAM_H
 #define PF_STREAM_H
 
@@ -114,7 +118,7 @@ void pf_streams_forget(void);
 void pf_pool_track(struct pf_stream *s);
 void pf_pool_untrack(struct pf_stream *s);
 void pf_runq_push(struct pf_stream *s);
-int pf_pool_start(const struct pf_settings *cfg);
+int pool_start(const struct pf_settings *cfg);
 /* A queued chunk read by the calling thread: claim it, then read it
  * (s->lock held, dropped during the pread). */
 void pf_chunk_claim(struct pf_stream *s, struct pf_chunk *c);
@@ -124,7 +128,7 @@ void pf_chunk_read_now(struct pf_stream *s, struct pf_chunk *c);
 
 void pf_mode_set(struct pf_stream *s, enum stream_mode mode);
 void pf_mode_start(struct pf_stream *s, bool uncached);
-void pf_probe_note(struct pf_stream *s, const struct pf_chunk *c);
+void probe_note(struct pf_stream *s, const struct pf_chunk *c);
 
 /* --- engage.c: which descriptors get a stream ------------------------------------ */
 
@@ -133,7 +137,7 @@ bool pf_file_classified(struct pf_fd *slot, int fd);
 bool pf_range_cached(int fd, off64_t from, off64_t to);
 /* Attaches a stream to a descriptor whose reads looked sequential, if there
  * is anything to gain; pos -1 for the file offset (slot lock held). */
-struct pf_stream *pf_try_engage(struct pf_fd *slot, int fd, off64_t pos);
+struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos);
 
 /* --- serve.c: reads served from a stream ----------------------------------------- */
 
