@@ -1,7 +1,8 @@
 /* The prefetch engine: sequential-read detection per descriptor, streams of
  * read-ahead chunks, and the worker pool that fills them.
  *
- * A read of a descriptor goes hooks.c -> pf_read_fd() below. Until its reads
+ * A read of a descriptor goes hooks.c -> pf_read_fd() (readpath.c; the
+ * engine's files share stream.h). Until its reads
  * look sequential it is passed straight to the C library; once they do (and
  * the descriptor is a read-only regular file on a real filesystem), a stream
  * is attached and workers pread() the chunks ahead of the reader. A read

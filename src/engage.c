@@ -1,0 +1,177 @@
+/* Which descriptors get a stream: the files that qualify (read-only regular
+ * files on real storage), whether their data is already cached, and the
+ * stream attached once a descriptor's reads have looked sequential. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "libc.h"
+#include "log.h"
+#include "pagecache.h"
+#include "stats.h"
+#include "storage.h"
+#include "stream.h"
+
+/* Chunks and window on storage that bypasses the page cache. */
+#define PF_UNCACHED_SCALE 2u
+
+/* Only read-only regular files (the caller checked S_ISREG) on real
+ * filesystems are prefetched. */
+static bool is_candidate(int fd)
+{
+	int flags = pf_libc.fcntl(fd, F_GETFL);
+	if (flags < 0 || (flags & O_ACCMODE) != O_RDONLY || (flags & (O_DIRECT | O_PATH)))
+		return false;
+	struct statfs fs;
+	if (fstatfs(fd, &fs) != 0 || pf_pseudo_filesystem((long)fs.f_type))
+		return false;
+	return true;
+}
+
+/* is_candidate, asked once per descriptor (slot lock held). */
+bool pf_file_classified(struct pf_fd *slot, int fd)
+{
+	if (slot->flags & PF_FDF_CLASSIFIED)
+		return true;
+	if (!is_candidate(fd))
+		return false;
+	slot->flags |= PF_FDF_CLASSIFIED;
+	return true;
+}
+
+/* True when both ends of [from, to) are in the page cache: a read there
+ * costs a copy, and a thread hop would only add to it (a second copy of
+ * every byte: docs/benchmarks-engine.md). */
+bool pf_range_cached(int fd, off64_t from, off64_t to)
+{
+	return pf_byte_cached(fd, from) == 1 && pf_byte_cached(fd, to - 1) == 1;
+}
+
+/* True when the program's reads so far, [0, upto), left nothing in the page
+ * cache: the file's reads bypass it (a FUSE direct_io file, say). There each
+ * request is a round trip whatever its size, so larger requests pay; through
+ * the page cache they cost (docs/benchmarks-engine.md). False when the
+ * kernel will not tell. */
+static bool bypasses_page_cache(int fd, off64_t upto)
+{
+	uint64_t pages;
+	return upto > 0 && pf_pages_cached(fd, 0, (uint64_t)upto, &pages) == 0 && pages == 0;
+}
+
+/* Files whose reads are never prefetched: anything but a regular file, and
+ * (unless PREFETCH_BLOCK_DEVICES=1) files on a local block device, where the
+ * kernel's own readahead already overlaps the IO with the program and a
+ * second copy through our buffers would only cost. Network, FUSE and other
+ * device-less filesystems have major 0. */
+bool pf_excluded_file(const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		return true;
+	if (!pf_settings()->block_devices && major(st->st_dev) != 0) {
+		PF_STAT_ADD(block_device_skips, 1);
+		return true;
+	}
+	return false;
+}
+
+/* Whether a stream of fd from *pos (-1: the file offset, looked up here)
+ * has anything to overlap (slot lock held); fills *st. Marks the slot when
+ * it never will, or for a while. */
+static bool worth_reading_ahead(struct pf_fd *slot, int fd, const struct pf_settings *cfg,
+				struct stat *st, off64_t *pos)
+{
+	if (fstat(fd, st) != 0 || pf_excluded_file(st)) {
+		slot->state = PF_FD_IGNORED;
+		return false;
+	}
+	if (*pos < 0)
+		*pos = pf_libc.lseek64(fd, 0, SEEK_CUR);
+	if (*pos < 0 || st->st_size - *pos < (off64_t)cfg->chunk) {
+		/* What is left fits in one request: nothing to overlap. Look
+		 * again only after another run of sequential reads. */
+		slot->flags &= (uint8_t)~PF_FDF_SEQ_ADVICE;
+		return false;
+	}
+	return true;
+}
+
+/* Whether reading ahead of a candidate file would only add a copy (slot
+ * lock held): its data is cached, or its client reads ahead itself. */
+static bool nothing_to_gain(struct pf_fd *slot, int fd, const struct pf_settings *cfg,
+			    const struct stat *st, off64_t pos)
+{
+	off64_t window_end = pos + (off64_t)cfg->window;
+	if (window_end > st->st_size)
+		window_end = st->st_size;
+	if (cfg->skip_cached && pf_range_cached(fd, pos, window_end)) {
+		slot->state = PF_FD_CACHED;
+		slot->bypass_left = cfg->window;
+		PF_STAT_ADD(cached_skips, 1);
+		return true;
+	}
+	if (cfg->parallel == PF_PARALLEL_AUTO &&
+	    pf_storage_mode(st->st_dev) == PF_STORAGE_CLIENT_READS_AHEAD) {
+		/* The client reads ahead of the handle itself: reading ahead
+		 * of it only adds a copy (docs/benchmarks-storage.md). */
+		slot->state = PF_FD_IGNORED;
+		PF_STAT_ADD(streams_stepped_aside, 1);
+		return true;
+	}
+	return false;
+}
+
+/* Chunks twice the size where reads bypass the page cache, only where the
+ * doubled window fits the memory cap: a small PREFETCH_MAX_MEMORY keeps
+ * chunks that it can hold. */
+static unsigned chunk_scale(const struct pf_settings *cfg, bool uncached)
+{
+	if (uncached && cfg->window * PF_UNCACHED_SCALE <= cfg->max_memory &&
+	    cfg->chunk * PF_UNCACHED_SCALE <= PF_CHUNK_MAX) {
+		PF_STAT_ADD(streams_uncached, 1);
+		return PF_UNCACHED_SCALE;
+	}
+	return 1;
+}
+
+/* The descriptor's reads have been sequential: attach a stream if the file
+ * qualifies and there is something to gain (slot lock held). pos is the
+ * offset of the next read, or -1 for "the file offset". */
+struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
+{
+	const struct pf_settings *cfg = pf_settings();
+	slot->seq_reads = 0; /* if nothing comes of it, look again after a run of reads */
+	struct stat st;
+	if (!worth_reading_ahead(slot, fd, cfg, &st, &pos))
+		return NULL;
+	if (!pf_file_classified(slot, fd)) {
+		slot->state = PF_FD_IGNORED;
+		PF_LOG(PF_LOG_TRACE, "fd %d: not a read-only regular file; ignored", fd);
+		return NULL;
+	}
+	if (nothing_to_gain(slot, fd, cfg, &st, pos))
+		return NULL;
+	if (pool_start(cfg) != 0) {
+		slot->state = PF_FD_IGNORED;
+		return NULL;
+	}
+	bool uncached = bypasses_page_cache(fd, pos);
+	struct pf_stream *s = pf_stream_new(fd, pos, &st, cfg, chunk_scale(cfg, uncached));
+	if (!s) {
+		PF_LOG(PF_LOG_WARN, "fd %d: out of memory for a stream; passing through", fd);
+		return NULL;
+	}
+	pf_mode_start(s, uncached);
+	s->from_start = slot->flags & PF_FDF_FROM_START;
+	pf_stream_attach(slot, s);
+	PF_STAT_ADD(files_prefetched, 1);
+	PF_LOG(PF_LOG_INFO, "fd %d: prefetching from offset %lld (size %lld, chunks of %zu)", fd,
+	       (long long)pos, (long long)st.st_size, s->chunk_size);
+	pthread_mutex_lock(&s->lock);
+	pf_stream_fill(s);
+	pthread_mutex_unlock(&s->lock);
+	return s;
+}

@@ -1,0 +1,86 @@
+/* How many reads of a stream may be in flight: as many as the workers (the
+ * storage serves reads at once), or one in file order (it serves a handle
+ * as one sequential stream), set, known from storage.c, or measured. */
+#include "config.h"
+
+#include <limits.h>
+
+#include "log.h"
+#include "stats.h"
+#include "storage.h"
+#include "stream.h"
+
+/* A new stream reads its first PF_PROBE_ALONE chunks one at a time, then
+ * PF_PROBE_PAIRED two at a time: enough to see whether the storage serves
+ * two at once (then it goes wide) or one after the other, as object-store
+ * clients that serve a handle as one sequential stream do (then it reads in
+ * order, one at a time: each out-of-order read there costs a wait and a new
+ * request). */
+#define PF_PROBE_ALONE 2u
+#define PF_PROBE_PAIRED 4u
+/* Two reads in flight must deliver this much more than one to go wide. */
+#define PF_PROBE_GAIN 1.2
+
+void pf_mode_set(struct pf_stream *s, enum stream_mode mode)
+{
+	s->mode = (uint8_t)mode;
+	s->max_inflight = mode == MODE_PARALLEL ? UINT_MAX : 1;
+}
+
+/* A new stream starts in the mode set by PREFETCH_PARALLEL, or that its
+ * filesystem was found to reward, or probes. Only where its reads bypass
+ * the page cache: through it, the kernel's readahead on the same open file
+ * reads ahead of the probe's reads and blurs what they take (there the
+ * mount table names the clients that serve a handle as one stream). */
+void pf_mode_start(struct pf_stream *s, bool uncached)
+{
+	int parallel = pf_settings()->parallel;
+	enum pf_storage_mode known = parallel == PF_PARALLEL_AUTO ? pf_storage_mode(s->version.st_dev)
+				     : parallel ? PF_STORAGE_PARALLEL : PF_STORAGE_ORDERED;
+	if (known == PF_STORAGE_UNKNOWN && !uncached)
+		known = PF_STORAGE_PARALLEL;
+	pf_mode_set(s, known == PF_STORAGE_PARALLEL  ? MODE_PARALLEL
+		       : known == PF_STORAGE_ORDERED ? MODE_ORDERED : MODE_PROBING);
+	if (s->mode == MODE_ORDERED)
+		PF_STAT_ADD(streams_ordered, 1);
+}
+
+/* A chunk read while probing (s->lock held). After the paired chunks, the
+ * gain of two reads in flight over one: the paired chunks over the time a
+ * read was in flight, against one chunk per read alone. Near 1 when the
+ * storage served them one after the other, near 2 when at once. A verdict
+ * of no gain is measured twice: a busy CPU delays reads too. */
+void probe_note(struct pf_stream *s, const struct pf_chunk *c)
+{
+	if (c->len != s->chunk_size || c->err)
+		return; /* the end of the file is no measure */
+	uint64_t now = pf_now_ns();
+	if (++s->probed <= PF_PROBE_ALONE) {
+		s->alone_ns = c->fetch_ns;
+		if (s->probed == PF_PROBE_ALONE) {
+			s->max_inflight = 2;
+			s->busy_ns = 0;
+			s->busy_since = now;
+		}
+		return;
+	}
+	if (s->probed < PF_PROBE_ALONE + PF_PROBE_PAIRED)
+		return;
+	uint64_t busy = s->busy_ns + (s->inflight ? now - s->busy_since : 0);
+	double gain = (double)PF_PROBE_PAIRED * (double)s->alone_ns / (double)(busy ? busy : 1);
+	if (gain < PF_PROBE_GAIN && ++s->probe_rounds < 2) {
+		s->probed = 0; /* once more, from reads alone */
+		s->max_inflight = 1;
+		return;
+	}
+	enum stream_mode mode = gain >= PF_PROBE_GAIN ? MODE_PARALLEL : MODE_ORDERED;
+	pf_mode_set(s, mode);
+	if (mode == MODE_ORDERED)
+		PF_STAT_ADD(streams_ordered, 1);
+	PF_LOG(PF_LOG_INFO, "fd %d: two reads in flight gave %.2fx one (%u us alone, %u in %llu us): %s",
+	       s->fd, gain, (unsigned)(s->alone_ns / 1000), PF_PROBE_PAIRED,
+	       (unsigned long long)busy / 1000,
+	       mode == MODE_ORDERED ? "reading in order, one at a time" : "reading in parallel");
+	pf_storage_learn(s->version.st_dev,
+			 mode == MODE_ORDERED ? PF_STORAGE_ORDERED : PF_STORAGE_PARALLEL);
+}

@@ -1,0 +1,218 @@
+/* The read path's entry, pf_read_fd(): each read goes by its descriptor's
+ * state to a stream (serve.c), straight to the C library, or through
+ * while its run of sequential reads is counted, until a stream is worth
+ * attaching (engage.c). Also the gate every hook passes, pf_active(). */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileahead.h"
+#include "libc.h"
+#include "stats.h"
+#include "stream.h"
+
+__thread int pf_in_library __attribute__((tls_model("initial-exec")));
+
+/* The kernel never transfers more than this in one read (MAX_RW_COUNT). */
+#define PF_MAX_RW ((size_t)0x7ffff000)
+
+int pf_active(void)
+{
+	static int enabled; /* 0 unknown, 1 on, -1 off */
+	if (__builtin_expect(pf_in_library, 0))
+		return 0;
+	int e = __atomic_load_n(&enabled, __ATOMIC_RELAXED);
+	if (__builtin_expect(e == 0, 0)) {
+		pf_in_library = 1;
+		e = pf_settings()->disabled ? -1 : 1;
+		if (pf_libc_bind() == 0)
+			pf_stats_init();
+		pf_in_library = 0;
+		__atomic_store_n(&enabled, e, __ATOMIC_RELAXED);
+	}
+	return e > 0;
+}
+
+ssize_t pf_pass_through(int fd, const struct pf_read_req *req)
+{
+	if (req->offset == PF_AT_FILE_OFFSET)
+		return req->iovcnt == 1 ? pf_libc.read(fd, req->iov[0].iov_base, req->iov[0].iov_len)
+					: pf_libc.readv(fd, req->iov, req->iovcnt);
+	return req->iovcnt == 1
+		       ? pf_libc.pread64(fd, req->iov[0].iov_base, req->iov[0].iov_len, req->offset)
+		       : pf_libc.preadv64(fd, req->iov, req->iovcnt, req->offset);
+}
+
+/* At a descriptor's first read (slot lock held): true when none of its
+ * reads can ever be prefetched: not a regular file, or (by default) a file
+ * on a local block device. Its reads then skip the lock from the next one
+ * on, which random readers, who never reach try_engage, would otherwise
+ * pay on every call. Else notes whether the reads start at the file's
+ * beginning: a stream that then reaches its end read the whole file. */
+static bool first_look(struct pf_fd *slot, int fd, const struct pf_read_req *req)
+{
+	if (slot->flags & PF_FDF_LOOKED_AT)
+		return false;
+	slot->flags |= PF_FDF_LOOKED_AT;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || pf_excluded_file(&st))
+		return true;
+	off64_t at = req->offset;
+	if (at == PF_AT_FILE_OFFSET)
+		at = pf_libc.lseek64(fd, 0, SEEK_CUR);
+	if (at == 0)
+		slot->flags |= PF_FDF_FROM_START;
+	slot->next_off = at;
+	return false;
+}
+
+/* Where a read lands against the last one's end. read() lands where the
+ * offset is: a seek in between was judged by on_seek (fdevents.c). */
+enum read_step { STEP_EXACT, STEP_FORWARD, STEP_ELSEWHERE };
+
+static enum read_step read_step(const struct pf_fd *slot, const struct pf_read_req *req)
+{
+	off64_t gap = req->offset - slot->next_off;
+	if (req->offset == PF_AT_FILE_OFFSET || gap == 0)
+		return STEP_EXACT;
+	return slot->next_off >= 0 && gap > 0 && gap <= PF_SKIP_MAX ? STEP_FORWARD : STEP_ELSEWHERE;
+}
+
+static void count_step(struct pf_fd *slot, enum read_step step)
+{
+	if (step == STEP_ELSEWHERE) {
+		slot->seq_reads = 1;
+		slot->flags &= (uint8_t)~PF_FDF_SKIPPED;
+		return;
+	}
+	if (step == STEP_FORWARD)
+		slot->flags |= PF_FDF_SKIPPED;
+	slot->seq_reads++;
+}
+
+/* Reads in a row before a stream: a run with skips forward needs more of
+ * them, so that a random reader, whose next read lands ahead now and then,
+ * does not look like one. */
+static unsigned run_needed(const struct pf_fd *slot, const struct pf_settings *cfg)
+{
+	if (!(slot->flags & PF_FDF_SKIPPED) || cfg->min_sequential >= PF_SKIP_RUN)
+		return cfg->min_sequential;
+	return PF_SKIP_RUN;
+}
+
+/* A read of a descriptor without a stream: pass it through, and count
+ * sequential reads (slot lock held, dropped during the read itself, which
+ * may block for ever on a pipe or socket). */
+static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
+			    size_t total)
+{
+	const struct pf_settings *cfg = pf_settings();
+	if (slot->state == PF_FD_WATCHING && first_look(slot, fd, req))
+		slot->state = PF_FD_IGNORED;
+	if (slot->state == PF_FD_WATCHING) {
+		ssize_t r = pf_split_read(slot, fd, req, total);
+		if (r != PF_NOT_SPLIT)
+			return r;
+	}
+	enum read_step step = read_step(slot, req);
+	if (step != STEP_EXACT)
+		slot->flags &= (uint8_t)~PF_FDF_FROM_START;
+	off64_t at = req->offset == PF_AT_FILE_OFFSET ? slot->next_off : req->offset;
+	pthread_mutex_unlock(&slot->lock);
+	ssize_t r = pf_pass_through(fd, req);
+	int saved = errno;
+	pthread_mutex_lock(&slot->lock);
+	if (slot->state == PF_FD_WATCHING && r > 0) {
+		count_step(slot, step);
+		slot->next_off = at >= 0 ? at + r : -1;
+		if (slot->seq_reads >= run_needed(slot, cfg) || (slot->flags & PF_FDF_SEQ_ADVICE))
+			/* read(): where the kernel says, which another descriptor
+			 * of the same open file may have moved. */
+			try_engage(slot, fd, req->offset == PF_AT_FILE_OFFSET ? -1 : slot->next_off);
+	}
+	errno = saved;
+	return r;
+}
+
+/* A read of data found in the page cache (PF_FD_CACHED), counted before it
+ * is made, so that the slot lock is taken once per read, not twice (a
+ * short read at the end of the file counts a few bytes too many; measured
+ * in docs/benchmarks-engine.md). After a window's worth, the next read
+ * looks at the cache again (slot lock held). */
+static void cached_read_counted(struct pf_fd *slot, const struct pf_read_req *req, size_t total)
+{
+	if ((uint64_t)total < slot->bypass_left) {
+		slot->bypass_left -= (uint64_t)total;
+		return;
+	}
+	slot->state = PF_FD_WATCHING;
+	slot->seq_reads = (uint16_t)(pf_settings()->min_sequential - 1);
+	slot->next_off = req->offset == PF_AT_FILE_OFFSET ? -1 : req->offset + (off64_t)total;
+}
+
+static size_t request_size(const struct pf_read_req *req, bool *valid)
+{
+	size_t total = 0;
+	*valid = req->iovcnt > 0;
+	for (int i = 0; i < req->iovcnt; i++) {
+		if (req->iov[i].iov_len > (size_t)SSIZE_MAX - total) {
+			*valid = false; /* the kernel answers EINVAL */
+			return 0;
+		}
+		total += req->iov[i].iov_len;
+	}
+	return total < PF_MAX_RW ? total : PF_MAX_RW;
+}
+
+/* pf_read_fd under the slot lock, with pf_in_library set. */
+static ssize_t slot_read(struct pf_fd *slot, int fd, const struct pf_read_req *req, size_t total)
+{
+	pthread_mutex_lock(&slot->lock);
+	ssize_t r;
+	switch (slot->state) {
+	case PF_FD_STREAMING:
+		r = pf_stream_read(slot, fd, req, total);
+		break;
+	case PF_FD_CACHED:
+		cached_read_counted(slot, req, total);
+		/* fall through */
+	case PF_FD_IGNORED:
+		pthread_mutex_unlock(&slot->lock);
+		return pf_pass_through(fd, req);
+	default:
+		r = watched_read(slot, fd, req, total);
+		break;
+	}
+	int saved = errno;
+	pthread_mutex_unlock(&slot->lock);
+	errno = saved;
+	return r;
+}
+
+ssize_t pf_read_fd(int fd, const struct pf_read_req *req)
+{
+	/* fileahead.c (issue 15): a file fetched before its open answers its
+	 * first reads; one load when there is none. */
+	ssize_t ahead;
+	if (pf_files_read(fd, req, &ahead))
+		return ahead;
+	struct pf_fd *slot = pf_fd_find(fd);
+	if (slot && __atomic_load_n(&slot->state, __ATOMIC_RELAXED) == PF_FD_IGNORED)
+		return pf_pass_through(fd, req);
+	bool valid;
+	size_t total = request_size(req, &valid);
+	if (!valid || total == 0 || (req->offset < 0 && req->offset != PF_AT_FILE_OFFSET))
+		return pf_pass_through(fd, req);
+	/* From here on, a signal handler's read passes straight through
+	 * (pf_active), whatever this thread is in the middle of. */
+	pf_in_library = 1;
+	ssize_t r = slot || (slot = pf_fd_get(fd)) ? slot_read(slot, fd, req, total)
+						   : pf_pass_through(fd, req);
+	int saved = errno;
+	pf_in_library = 0;
+	errno = saved;
+	return r;
+}

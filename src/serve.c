@@ -1,0 +1,335 @@
+/* Reads of a descriptor with a stream: served from the window when they
+ * land in it and the file is unchanged, else from the kernel, with the
+ * stream dropped when the reader has left it. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "libc.h"
+#include "log.h"
+#include "stats.h"
+#include "stream.h"
+
+/* Preads outside the window in a row before a stream is given up. */
+#define PF_MAX_MISSES 16u
+/* Longest time data read ahead is served without the server confirming the
+ * file unchanged (past the client's attribute cache). */
+#define PF_MAX_STALE_NS ((uint64_t)1000000000)
+
+/* For read(): moves the file offset past the request before serving it, so
+ * that other users of the open file description see it move exactly as for
+ * read(). The request's start; -1 when lseek failed. */
+off64_t pf_claim_range(int fd, const struct pf_read_req *req, size_t total)
+{
+	if (req->offset != PF_AT_FILE_OFFSET)
+		return req->offset;
+	off64_t end = pf_libc.lseek64(fd, (off64_t)total, SEEK_CUR);
+	return end < 0 ? -1 : end - (off64_t)total;
+}
+
+/* Gives back the part of a claimed range that the read did not return. */
+void pf_settle_range(int fd, const struct pf_read_req *req, off64_t start, size_t total,
+		     size_t done)
+{
+	if (req->offset == PF_AT_FILE_OFFSET && done != total)
+		pf_libc.lseek64(fd, start + (off64_t)done, SEEK_SET);
+}
+
+/* What read() returns: the bytes read, or -1 with err if there were none. */
+ssize_t pf_read_result(size_t done, int err)
+{
+	if (err && done == 0) {
+		errno = err;
+		return -1;
+	}
+	return (ssize_t)done;
+}
+
+/* --- copying into the caller's iovecs ------------------------------------------------- */
+
+struct iov_cursor {
+	const struct iovec *iov;
+	int cnt;
+	int idx;       /* current element */
+	size_t off;    /* bytes of it already filled */
+};
+
+/* Room left in the current element, past the full ones; 0 at the end. */
+static size_t cursor_room(struct iov_cursor *cur)
+{
+	while (cur->idx < cur->cnt) {
+		size_t room = cur->iov[cur->idx].iov_len - cur->off;
+		if (room)
+			return room;
+		cur->idx++;
+		cur->off = 0;
+	}
+	return 0;
+}
+
+static char *cursor_at(const struct iov_cursor *cur)
+{
+	return (char *)cur->iov[cur->idx].iov_base + cur->off;
+}
+
+static void cursor_copy(struct iov_cursor *cur, const char *src, size_t n)
+{
+	while (n) {
+		size_t room = cursor_room(cur);
+		if (room == 0)
+			break;
+		size_t k = n < room ? n : room;
+		memcpy(cursor_at(cur), src, k);
+		cur->off += k;
+		src += k;
+		n -= k;
+	}
+}
+
+/* preadv semantics for the rest of the request, one pread per element:
+ * stops at the first short read, returns -1 only if nothing was read. */
+static ssize_t cursor_pread(int fd, struct iov_cursor *cur, size_t n, off64_t off)
+{
+	size_t got = 0;
+	while (got < n) {
+		size_t room = cursor_room(cur);
+		if (room == 0)
+			break;
+		size_t want = room < n - got ? room : n - got;
+		ssize_t r = pf_libc.pread64(fd, cursor_at(cur), want, off + (off64_t)got);
+		if (r < 0)
+			return got ? (ssize_t)got : -1;
+		got += (size_t)r;
+		cur->off += (size_t)r;
+		if ((size_t)r < want)
+			break;
+	}
+	return (ssize_t)got;
+}
+
+/* --- serving from the window ---------------------------------------------------------- */
+
+enum serve_end { SERVE_REST_FROM_KERNEL, SERVE_STOP };
+
+/* One read of a stream: its range, what was copied so far, and the errno
+ * to return if nothing was. */
+struct serving {
+	off64_t start;
+	size_t total;
+	size_t done;
+	int err;
+	enum serve_end end;
+	struct iov_cursor cur;
+};
+
+/* A chunk of the window not read yet: read it here rather than wait for
+ * a worker, if the mode allows one more read, else wait (s->lock held). */
+static void await_chunk(struct pf_stream *s, struct pf_chunk *c)
+{
+	if (c->state == CHUNK_QUEUED && s->inflight < s->max_inflight) {
+		pf_chunk_claim(s, c);
+		pf_chunk_read_now(s, c);
+	} else {
+		pthread_cond_wait(&s->changed, &s->lock);
+	}
+}
+
+/* At the end of what a chunk holds: the kernel returns the data before an
+ * error, then the error: the same here. The error is handed over once, by
+ * the read that starts at it; later reads retry it (s->lock held). */
+static enum serve_end chunk_end(struct pf_chunk *c, struct serving *sv)
+{
+	if (!c->err)
+		return SERVE_REST_FROM_KERNEL; /* end of file as far as the worker saw */
+	if (sv->done == 0) {
+		sv->err = c->err;
+		c->err = 0;
+		PF_STAT_ADD(errors_forwarded, 1);
+	}
+	return SERVE_STOP;
+}
+
+/* Copies what the window holds from sv->start on (s->lock held), and says
+ * what to do with the rest: SERVE_STOP, return what was served (with
+ * sv->err set if nothing was); SERVE_REST_FROM_KERNEL, read it. */
+static enum serve_end serve_from_window(struct pf_stream *s, struct serving *sv)
+{
+	uint64_t wait_from = 0;
+	enum serve_end end = SERVE_REST_FROM_KERNEL;
+	while (sv->done < sv->total) {
+		off64_t p = sv->start + (off64_t)sv->done;
+		struct pf_chunk *c = pf_chunk_at(s, p);
+		if (!c)
+			break;
+		if (c->state == CHUNK_QUEUED || c->state == CHUNK_READING) {
+			if (!wait_from)
+				wait_from = pf_now_ns();
+			await_chunk(s, c);
+			continue;
+		}
+		off64_t valid_end = c->off + (off64_t)c->len;
+		if (p >= valid_end) {
+			end = chunk_end(c, sv);
+			break;
+		}
+		size_t n = (size_t)(valid_end - p);
+		if (n > sv->total - sv->done)
+			n = sv->total - sv->done;
+		cursor_copy(&sv->cur, c->buf + (p - c->off), n);
+		c->used += n;
+		sv->done += n;
+	}
+	if (wait_from)
+		PF_STAT_ADD(wait_ns, pf_now_ns() - wait_from);
+	return end;
+}
+
+/* Reads the rest of a request the window could not serve from the kernel. */
+static void read_rest(int fd, struct serving *sv)
+{
+	ssize_t r = cursor_pread(fd, &sv->cur, sv->total - sv->done,
+				 sv->start + (off64_t)sv->done);
+	if (r < 0) {
+		if (sv->done == 0)
+			sv->err = errno;
+	} else {
+		sv->done += (size_t)r;
+		PF_STAT_ADD(bytes_sync, r);
+	}
+}
+
+/* --- whether the stream still stands -------------------------------------------------- */
+
+/* True when the file is no longer as it was when the stream started: it
+ * was written (mtime), truncated or replaced in place (size, ctime). Asked
+ * of the attributes the client caches at each served read, and of the
+ * server itself (ask_server) once they are PF_MAX_STALE_NS old. When the
+ * kernel will not tell, the file counts as unchanged. */
+static bool file_changed(int fd, const struct stat *then, bool ask_server)
+{
+	struct statx now;
+	int flags = AT_EMPTY_PATH | (ask_server ? AT_STATX_FORCE_SYNC : AT_STATX_SYNC_AS_STAT);
+	if (statx(fd, "", flags, STATX_SIZE | STATX_MTIME | STATX_CTIME, &now) != 0)
+		return false;
+	return (off64_t)now.stx_size != then->st_size || now.stx_mtime.tv_sec != then->st_mtim.tv_sec ||
+	       now.stx_mtime.tv_nsec != (uint32_t)then->st_mtim.tv_nsec ||
+	       now.stx_ctime.tv_sec != then->st_ctim.tv_sec ||
+	       now.stx_ctime.tv_nsec != (uint32_t)then->st_ctim.tv_nsec;
+}
+
+/* Whether the stream's data no longer stands for the file (slot lock held,
+ * s->lock not). A client caches attributes (FUSE, NFS: seconds), so a
+ * change the server made is confirmed at least every PF_MAX_STALE_NS; a
+ * shrink is also seen by the reads ahead themselves (pf_note_chunk_end). */
+static bool stream_stale(struct pf_stream *s, int fd)
+{
+	uint64_t now = pf_now_ns();
+	bool ask_server = now - s->validated_ns > PF_MAX_STALE_NS;
+	if (file_changed(fd, &s->version, ask_server))
+		return true;
+	if (ask_server)
+		s->validated_ns = now;
+	return false;
+}
+
+/* Where a read lands for its stream (s->lock held). A pread outside the
+ * window is a stray: the file offset did not move, and an index or header
+ * read elsewhere does not end a sequential reader. */
+enum read_fit { FIT_WINDOW, FIT_STRAY, FIT_ELSEWHERE, FIT_CHANGED };
+
+static enum read_fit read_fit(struct pf_stream *s, const struct pf_read_req *req, off64_t start,
+			      bool changed)
+{
+	if (changed)
+		return FIT_CHANGED;
+	if (start == s->pos || pf_chunk_at(s, start))
+		return FIT_WINDOW;
+	return req->offset == PF_AT_FILE_OFFSET ? FIT_ELSEWHERE : FIT_STRAY;
+}
+
+/* Drops the stream of a reader that left it (slot lock held). */
+static void stream_drop(struct pf_fd *slot, int fd, off64_t at, const char *why)
+{
+	PF_LOG(PF_LOG_INFO, "fd %d: read at %lld %s; stream dropped", fd, (long long)at, why);
+	PF_STAT_ADD(streams_dropped, 1);
+	pf_stream_detach(slot, false);
+}
+
+/* --- the read ------------------------------------------------------------------------- */
+
+/* A pread more than a chunk ahead of the reader, which the next read does
+ * not go on from: a scanner looking at an index page before it goes on with
+ * its leaves (sqlite), served from the window without moving the reader's
+ * position, which would retire the chunks it comes back to (s->lock held). */
+static bool glance_ahead(struct pf_stream *s, const struct pf_read_req *req, off64_t start,
+			 off64_t end)
+{
+	bool ahead = req->offset != PF_AT_FILE_OFFSET && start > s->pos + (off64_t)s->chunk_size;
+	bool goes_on = s->glance_end && start >= s->glance_end;
+	s->glance_end = ahead && !goes_on ? end : 0;
+	return ahead && !goes_on;
+}
+
+/* Serves a read that landed in the window (slot and s->lock held; s->lock
+ * released). The stream, or NULL when a read error ended it. */
+static struct pf_stream *serve_in_window(struct pf_fd *slot, int fd, struct pf_stream *s,
+					 struct serving *sv)
+{
+	s->misses = 0;
+	sv->end = serve_from_window(s, sv);
+	s->served += sv->done;
+	PF_STAT_ADD(bytes_served, sv->done);
+	pthread_mutex_unlock(&s->lock);
+	if (!sv->err)
+		return s;
+	/* The storage failed there: from now on the kernel answers every
+	 * read, as without the library. */
+	stream_drop(slot, fd, sv->start, "at a read error");
+	return NULL;
+}
+
+/* A read of a descriptor with a stream (slot lock held). */
+ssize_t pf_stream_read(struct pf_fd *slot, int fd, const struct pf_read_req *req, size_t total)
+{
+	struct pf_stream *s = slot->stream;
+	struct serving sv = { .start = pf_claim_range(fd, req, total), .total = total,
+			      .end = SERVE_REST_FROM_KERNEL, .cur = { req->iov, req->iovcnt, 0, 0 } };
+	if (sv.start < 0)
+		return pf_pass_through(fd, req);
+	bool stale = stream_stale(s, fd);
+	pthread_mutex_lock(&s->lock);
+	enum read_fit fit = read_fit(s, req, sv.start, stale || s->shrunk);
+	if (fit == FIT_STRAY) {
+		/* Strays end the stream only PF_MAX_MISSES in a row. */
+		s->misses++;
+		if (s->misses < PF_MAX_MISSES) {
+			pthread_mutex_unlock(&s->lock);
+			return pf_pass_through(fd, req);
+		}
+	}
+	if (fit == FIT_WINDOW) {
+		s = serve_in_window(slot, fd, s, &sv);
+	} else {
+		/* The file changed: the kernel has it as it is now. Or a read
+		 * elsewhere: not a sequential reader any more. */
+		pthread_mutex_unlock(&s->lock);
+		stream_drop(slot, fd, sv.start,
+			    fit == FIT_CHANGED ? "after the file changed" : "outside the window");
+		s = NULL;
+	}
+	if (sv.done < total && sv.end == SERVE_REST_FROM_KERNEL)
+		read_rest(fd, &sv);
+	if (s) {
+		off64_t end = sv.start + (off64_t)sv.done;
+		pthread_mutex_lock(&s->lock);
+		if (!glance_ahead(s, req, sv.start, end))
+			pf_stream_moved(s, end, sv.done == 0 && sv.err == 0);
+		pthread_mutex_unlock(&s->lock);
+	}
+	pf_settle_range(fd, req, sv.start, total, sv.done);
+	return pf_read_result(sv.done, sv.err);
+}

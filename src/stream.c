@@ -1,0 +1,303 @@
+/* A stream: the chunks read ahead of one descriptor's reader, the window
+ * they form in file order, and each stream's share of the memory. */
+#include "config.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stats.h"
+#include "stream.h"
+#include "thread.h"
+
+/* Bounds the chunk bookkeeping of one stream whatever WINDOW/CHUNK say. */
+#define PF_MAX_DEPTH 1024u
+/* The window a fresh stream starts with, in chunks. */
+#define PF_INITIAL_DEPTH 8u
+#define PF_OFF_MAX ((off64_t)LLONG_MAX)
+
+/* Set once this process has read a whole file from its start to its end
+ * through a stream (md5sum a b c, tar, sort): from then on a file opened
+ * for reading is prefetched at open, keeping the pipeline full across the
+ * switch. Cleared when such a speculative stream goes unused. */
+static int whole_file_reader;
+
+/* Streams attached to a descriptor: each may hold at most its share of
+ * PREFETCH_MAX_MEMORY, so that a hundred files read at once all move. */
+static unsigned live_streams;
+
+static unsigned fair_depth(const struct pf_settings *cfg, size_t chunk)
+{
+	unsigned n = __atomic_load_n(&live_streams, __ATOMIC_RELAXED);
+	uint64_t share = cfg->max_memory / (n ? n : 1) / chunk;
+	return share ? (unsigned)(share < PF_MAX_DEPTH ? share : PF_MAX_DEPTH) : 1;
+}
+
+bool pf_whole_file_reader(void)
+{
+	return __atomic_load_n(&whole_file_reader, __ATOMIC_RELAXED);
+}
+
+static void stream_free(struct pf_stream *s)
+{
+	pf_pool_untrack(s);
+	for (unsigned i = 0; i < s->nslots && !s->borrowed; i++) {
+		if (s->chunks[i].buf) {
+			free(s->chunks[i].buf);
+			pf_memory_release(s->chunk_size);
+		}
+	}
+	pthread_cond_destroy(&s->changed);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+/* Drops a reference and s->lock; frees the stream with the last one. */
+void pf_stream_unref_locked(struct pf_stream *s)
+{
+	bool last = --s->refs == 0;
+	pthread_mutex_unlock(&s->lock);
+	if (last)
+		stream_free(s);
+}
+
+struct pf_stream *pf_stream_new(int fd, off64_t pos, const struct stat *version,
+				const struct pf_settings *cfg, unsigned scale)
+{
+	/* Scaled, the window holds as many chunks, each larger. */
+	size_t chunk = cfg->chunk * scale;
+	unsigned max_depth = (unsigned)(cfg->window / cfg->chunk);
+	if (max_depth > PF_MAX_DEPTH)
+		max_depth = PF_MAX_DEPTH;
+	if (max_depth < 1)
+		max_depth = 1;
+	/* Room for a full window plus chunks still being read after a seek. */
+	unsigned nslots = max_depth + cfg->threads + 1;
+	size_t size = sizeof(struct pf_stream) + nslots * sizeof(struct pf_chunk) +
+		      nslots * sizeof(unsigned);
+	struct pf_stream *s = calloc(1, size);
+	if (!s)
+		return NULL;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->changed, NULL);
+	s->fd = fd;
+	s->refs = 1;
+	s->chunk_size = chunk;
+	s->max_depth = max_depth;
+	s->depth = max_depth < PF_INITIAL_DEPTH ? max_depth : PF_INITIAL_DEPTH;
+	s->nslots = nslots;
+	s->pos = pos;
+	s->next_off = pos;
+	s->eof_hint = version->st_size;
+	s->version = *version;
+	s->validated_ns = pf_now_ns();
+	s->win = (unsigned *)&s->chunks[nslots];
+	pf_pool_track(s);
+	return s;
+}
+
+static int free_slot(struct pf_stream *s)
+{
+	for (unsigned i = 0; i < s->nslots; i++)
+		if (s->chunks[i].state == CHUNK_FREE && !s->chunks[i].stale)
+			return (int)i;
+	return -1;
+}
+
+/* Gives a free chunk a buffer, within the memory cap; false if it cannot. */
+static bool chunk_buffer(struct pf_stream *s, struct pf_chunk *c, const struct pf_settings *cfg)
+{
+	if (c->buf)
+		return true;
+	if (pf_memory_reserve(s->chunk_size, cfg->max_memory) != 0)
+		return false;
+	c->buf = malloc(s->chunk_size);
+	if (!c->buf) {
+		pf_memory_release(s->chunk_size);
+		return false;
+	}
+	s->nbufs++;
+	return true;
+}
+
+/* Schedules chunks until the window is full (s->lock held). */
+void pf_stream_fill(struct pf_stream *s)
+{
+	const struct pf_settings *cfg = pf_settings();
+	unsigned limit = fair_depth(cfg, s->chunk_size);
+	if (limit > s->depth)
+		limit = s->depth;
+	bool queued = false;
+	while (!s->closing && !s->failed && s->nwin < limit && s->next_off < s->eof_hint) {
+		int idx = free_slot(s);
+		if (idx < 0)
+			break;
+		struct pf_chunk *c = &s->chunks[idx];
+		if (!chunk_buffer(s, c, cfg))
+			break;
+		c->off = s->next_off;
+		c->len = c->used = 0;
+		c->err = 0;
+		c->state = CHUNK_QUEUED;
+		s->win[s->nwin++] = (unsigned)idx;
+		s->next_off += (off64_t)s->chunk_size;
+		queued = true;
+	}
+	if (queued)
+		pf_runq_push(s);
+}
+
+/* A chunk became free: keep its buffer for the next chunk, unless the
+ * stream holds more than its share of memory (s->lock held). */
+void pf_chunk_free(struct pf_stream *s, struct pf_chunk *c)
+{
+	c->state = CHUNK_FREE;
+	if (c->buf && s->nbufs > fair_depth(pf_settings(), s->chunk_size)) {
+		free(c->buf);
+		c->buf = NULL;
+		s->nbufs--;
+		pf_memory_release(s->chunk_size);
+	}
+}
+
+/* Takes a chunk out of the window (s->lock held). */
+static void chunk_retire(struct pf_stream *s, struct pf_chunk *c)
+{
+	switch (c->state) {
+	case CHUNK_QUEUED:
+		pf_chunk_free(s, c);
+		break;
+	case CHUNK_READING:
+		c->stale = true; /* its reader frees it */
+		break;
+	case CHUNK_DONE:
+		if (c->len > c->used)
+			PF_STAT_ADD(bytes_wasted, c->len - c->used);
+		pf_chunk_free(s, c);
+		break;
+	default:
+		break;
+	}
+}
+
+static void win_drop_front(struct pf_stream *s, unsigned n)
+{
+	memmove(s->win, s->win + n, (s->nwin - n) * sizeof(*s->win));
+	s->nwin -= n;
+}
+
+/* Retires the chunks the reader has moved past and grows the window for
+ * each one it consumed whole (s->lock held). */
+static void stream_advance(struct pf_stream *s)
+{
+	unsigned n = 0;
+	while (n < s->nwin) {
+		struct pf_chunk *c = win_chunk(s, n);
+		if (c->off + (off64_t)s->chunk_size > s->pos)
+			break;
+		/* Read or skipped over: the reader is moving on. */
+		if (c->state == CHUNK_DONE && s->depth < s->max_depth)
+			s->depth++;
+		chunk_retire(s, c);
+		n++;
+	}
+	if (n)
+		win_drop_front(s, n);
+	if (s->nwin == 0 && s->next_off < s->pos)
+		s->next_off = s->pos; /* the reader overtook the window */
+	pf_stream_fill(s);
+}
+
+/* The reader moved on to pos: retire what it passed, schedule more, and
+ * note a whole file read from its start (slot and s->lock held). */
+void pf_stream_moved(struct pf_stream *s, off64_t pos, bool at_eof)
+{
+	s->pos = pos;
+	if (s->pos > s->eof_hint)
+		s->eof_hint = PF_OFF_MAX; /* the file grew */
+	if (at_eof && s->from_start && s->served > 0)
+		__atomic_store_n(&whole_file_reader, 1, __ATOMIC_RELAXED);
+	stream_advance(s);
+}
+
+/* What a chunk's end says of the file (s->lock held). An error: the storage
+ * failed, and reads ahead would only meet it again (a dead server answers
+ * them with another errno than the program's own read got). A short read
+ * before the size the file had: it shrank, and what was read ahead past
+ * its new end must never be served, whatever the cached attributes say. */
+void pf_note_chunk_end(struct pf_stream *s, const struct pf_chunk *c)
+{
+	off64_t end = c->off + (off64_t)c->len;
+	if (c->err) {
+		s->failed = true;
+		s->eof_hint = c->off;
+	} else if (c->len < s->chunk_size) {
+		if (end < s->version.st_size)
+			s->shrunk = true;
+		if (end < s->eof_hint)
+			s->eof_hint = end;
+	}
+}
+
+/* The window's chunk holding pos, or NULL (s->lock held). */
+struct pf_chunk *pf_chunk_at(struct pf_stream *s, off64_t pos)
+{
+	if (s->nwin == 0 || pos < win_chunk(s, 0)->off || pos >= s->next_off)
+		return NULL;
+	return win_chunk(s, (unsigned)((pos - win_chunk(s, 0)->off) / (off64_t)s->chunk_size));
+}
+
+struct pf_chunk *pf_first_queued(struct pf_stream *s)
+{
+	for (unsigned i = 0; i < s->nwin; i++)
+		if (win_chunk(s, i)->state == CHUNK_QUEUED)
+			return win_chunk(s, i);
+	return NULL;
+}
+
+/* Makes s the slot's stream (slot lock held). */
+void pf_stream_attach(struct pf_fd *slot, struct pf_stream *s)
+{
+	slot->stream = s;
+	slot->state = PF_FD_STREAMING;
+	__atomic_add_fetch(&live_streams, 1, __ATOMIC_RELAXED);
+}
+
+/* Detaches the stream from its slot (slot lock held). With wait_inflight,
+ * returns only when no read of the descriptor is in flight, so the caller
+ * may close it: a worker must never pread a number that was reused. */
+void pf_stream_detach(struct pf_fd *slot, bool wait_inflight)
+{
+	struct pf_stream *s = slot->stream;
+	if (!s)
+		return;
+	slot->stream = NULL;
+	if (slot->state == PF_FD_STREAMING)
+		slot->state = PF_FD_WATCHING;
+	__atomic_sub_fetch(&live_streams, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&s->lock);
+	if (s->speculative && s->served == 0)
+		__atomic_store_n(&whole_file_reader, 0, __ATOMIC_RELAXED);
+	s->closing = true;
+	for (unsigned i = 0; i < s->nwin; i++)
+		chunk_retire(s, win_chunk(s, i));
+	s->nwin = 0;
+	while (wait_inflight && s->inflight)
+		pthread_cond_wait(&s->changed, &s->lock);
+	pf_stream_unref_locked(s);
+}
+
+/* In a forked child, which has none of the workers: frees a stream without
+ * its locks or the memory count, both left behind by the parent's threads. */
+void pf_stream_discard(struct pf_stream *s)
+{
+	for (unsigned i = 0; i < s->nslots && !s->borrowed; i++)
+		free(s->chunks[i].buf);
+	free(s);
+}
+
+/* In a forked child, once every stream is discarded. */
+void pf_streams_forget(void)
+{
+	live_streams = 0;
+}

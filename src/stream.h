@@ -1,0 +1,162 @@
+/* The engine's private interface: what its files (stream.c, pool.c, mode.c,
+ * engage.c, serve.c, split.c, readpath.c, fdevents.c) share. Hooks and the
+ * rest of the library see only engine.h.
+ *
+ * Locks: a descriptor's slot lock, then its stream's lock, then pool.lock.
+ *
+ * try_engage, pool_start and probe_note keep their names without the pf_
+ * prefix: PREFETCH_DEBUG messages name the function that logs them, and
+ * users and tests (settings.bats) read those names. */
+#ifndef PF_STREAM_H
+#define PF_STREAM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "engine.h"
+#include "fdtable.h"
+#include "settings.h"
+
+/* The longest skip forward that keeps a reader a forward reader, and the
+ * reads in a row such a reader needs before a stream. */
+#define PF_SKIP_MAX ((off64_t)2 * 1024 * 1024)
+#define PF_SKIP_RUN 8u
+
+enum chunk_state { CHUNK_FREE, CHUNK_QUEUED, CHUNK_READING, CHUNK_DONE };
+
+/* How many reads of a stream may be in flight, and so in what order they
+ * reach the storage. */
+enum stream_mode {
+	MODE_PROBING,  /* one, then two: measuring what the storage rewards */
+	MODE_PARALLEL, /* as many as there are workers */
+	MODE_ORDERED,  /* one, in file order: a sequential stream per handle */
+};
+
+struct pf_chunk {
+	off64_t off;     /* file offset of buf[0] */
+	size_t len;      /* bytes valid once DONE */
+	size_t used;     /* bytes of it handed to the program */
+	int err;         /* errno that ended the chunk at off+len, 0 if none */
+	uint64_t fetch_ns; /* how long its reads took */
+	uint8_t state;   /* enum chunk_state */
+	bool stale;      /* READING but no longer in the window: free when done */
+	char *buf;       /* chunk_size bytes, allocated on first use */
+};
+
+struct pf_stream {
+	pthread_mutex_t lock;     /* everything below; taken after the slot lock */
+	pthread_cond_t changed;   /* a chunk finished reading */
+	int fd;
+	unsigned refs;            /* the slot, the run queue, a worker in flight */
+	bool closing;             /* detached: schedule nothing more */
+	bool in_runq;             /* protected by pool.lock */
+	struct pf_stream *runq_next;       /* protected by pool.lock */
+	struct pf_stream *all_prev, *all_next; /* protected by pool.lock */
+	size_t chunk_size;
+	unsigned max_depth;       /* PREFETCH_WINDOW in chunks */
+	unsigned depth;           /* current window in chunks: grows as it is consumed */
+	unsigned nslots;
+	unsigned nwin;            /* chunks in the window, in file order */
+	unsigned inflight;        /* chunks READING (by workers or the reader) */
+	unsigned nbufs;           /* chunk buffers allocated */
+	unsigned misses;          /* preads outside the window in a row */
+	off64_t glance_end;       /* end of the last pread well ahead of pos, 0 if none */
+	off64_t pos;              /* where the reader is expected next */
+	off64_t next_off;         /* end of the window: the next chunk to schedule */
+	off64_t eof_hint;         /* nothing is scheduled at or past this */
+	struct stat version;      /* size and times of the file when fetched */
+	uint64_t validated_ns;    /* when the server last confirmed version */
+	uint64_t served;          /* bytes handed to the program */
+	bool from_start;          /* the reader started at offset 0: a whole-file reader at EOF */
+	bool speculative;         /* started at open, before any read */
+	bool borrowed;            /* a split read: buffers are the program's */
+	off64_t split_end;        /* a split read's end: its last piece is shorter */
+	bool shrunk;              /* a read ahead ended short of version's size */
+	bool failed;              /* a read ahead failed: fetch nothing more */
+	uint8_t mode;             /* enum stream_mode */
+	unsigned max_inflight;    /* reads in flight the mode allows */
+	unsigned probed;          /* chunks measured while probing */
+	uint64_t alone_ns;        /* how long the last one read alone took */
+	unsigned probe_rounds;    /* probes that found no gain */
+	uint64_t busy_ns;         /* time with a read in flight, while probing */
+	uint64_t busy_since;      /* when inflight last went from 0 to 1 */
+	unsigned *win;            /* nwin slot indices, file order */
+	struct pf_chunk chunks[]; /* nslots */
+};
+
+static inline struct pf_chunk *win_chunk(struct pf_stream *s, unsigned i)
+{
+	return &s->chunks[s->win[i]];
+}
+
+/* --- stream.c: a stream's chunks and window ------------------------------------- */
+
+/* A stream of fd from pos, one reference (the caller's); chunks of
+ * PREFETCH_CHUNK times scale. NULL when memory is short. */
+struct pf_stream *pf_stream_new(int fd, off64_t pos, const struct stat *version,
+				const struct pf_settings *cfg, unsigned scale);
+void pf_stream_unref_locked(struct pf_stream *s);
+void pf_stream_fill(struct pf_stream *s);
+void pf_stream_moved(struct pf_stream *s, off64_t pos, bool at_eof);
+void pf_stream_attach(struct pf_fd *slot, struct pf_stream *s);
+void pf_stream_detach(struct pf_fd *slot, bool wait_inflight);
+void pf_chunk_free(struct pf_stream *s, struct pf_chunk *c);
+void pf_note_chunk_end(struct pf_stream *s, const struct pf_chunk *c);
+struct pf_chunk *pf_chunk_at(struct pf_stream *s, off64_t pos);
+struct pf_chunk *pf_first_queued(struct pf_stream *s);
+/* This process has read a whole file through a stream: prefetch at open. */
+bool pf_whole_file_reader(void);
+/* Fork child only: free a stream as is, then forget the count of them. */
+void pf_stream_discard(struct pf_stream *s);
+void pf_streams_forget(void);
+
+/* --- pool.c: the workers and their run queue ------------------------------------- */
+
+void pf_pool_track(struct pf_stream *s);
+void pf_pool_untrack(struct pf_stream *s);
+void pf_runq_push(struct pf_stream *s);
+int pool_start(const struct pf_settings *cfg);
+/* A queued chunk read by the calling thread: claim it, then read it
+ * (s->lock held, dropped during the pread). */
+void pf_chunk_claim(struct pf_stream *s, struct pf_chunk *c);
+void pf_chunk_read_now(struct pf_stream *s, struct pf_chunk *c);
+
+/* --- mode.c: how many reads in flight the storage rewards ------------------------ */
+
+void pf_mode_set(struct pf_stream *s, enum stream_mode mode);
+void pf_mode_start(struct pf_stream *s, bool uncached);
+void probe_note(struct pf_stream *s, const struct pf_chunk *c);
+
+/* --- engage.c: which descriptors get a stream ------------------------------------ */
+
+/* Whether fd is a read-only file on real storage, asked once per slot. */
+bool pf_file_classified(struct pf_fd *slot, int fd);
+bool pf_range_cached(int fd, off64_t from, off64_t to);
+/* Attaches a stream to a descriptor whose reads looked sequential, if there
+ * is anything to gain; pos -1 for the file offset (slot lock held). */
+struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos);
+
+/* --- serve.c: reads served from a stream ----------------------------------------- */
+
+/* A read() served by the library moves the file offset before it is
+ * served (claim: the start, -1 on failure) and gives back what it did not
+ * return (settle); pread()s leave it alone. */
+off64_t pf_claim_range(int fd, const struct pf_read_req *req, size_t total);
+void pf_settle_range(int fd, const struct pf_read_req *req, off64_t start, size_t total,
+		     size_t done);
+/* done, or -1 with errno err when nothing was read and err is set. */
+ssize_t pf_read_result(size_t done, int err);
+ssize_t pf_stream_read(struct pf_fd *slot, int fd, const struct pf_read_req *req, size_t total);
+
+/* --- split.c, readpath.c, fdevents.c --------------------------------------------- */
+
+/* A read of 4 MiB or more in parallel pieces; PF_NOT_SPLIT if it is not. */
+#define PF_NOT_SPLIT ((ssize_t)-2)
+ssize_t pf_split_read(struct pf_fd *slot, int fd, const struct pf_read_req *req, size_t total);
+ssize_t pf_pass_through(int fd, const struct pf_read_req *req);
+void pf_slots_reset_in_child(void);
+
+#endif
