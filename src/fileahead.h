@@ -31,7 +31,7 @@ bool pf_files_opened(int fd, int dirfd, const char *path);
 void pf_files_dir_entry(DIR *dirp, const char *name, unsigned char type);
 void pf_files_dir_closing(DIR *dirp);
 
-/* --- called by engine.c at the top of pf_read_fd ------------------------------------ */
+/* --- called by readpath.c at the top of pf_read_fd ------------------------------------ */
 
 /* True when the read was answered from a file fetched ahead (*result is
  * what read/pread returns, errno set as the kernel would); false: the

@@ -4,7 +4,7 @@
  *
  * Each hook has glibc's exact signature and stays thin: the gate
  * (PF_GATE, runtime.h), then the engine's logic. Reads go to pf_read_fd()
- * in engine.c; calls that return a new descriptor number, close one or move
+ * in readpath.c; calls that return a new descriptor number, close one or move
  * its offset tell the engine so. The real functions are called as
  * pf_libc.name. */
 #include "config.h"
