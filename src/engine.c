@@ -17,6 +17,7 @@
 #include "fdtable.h"
 #include "libc.h"
 #include "log.h"
+#include "nodebudget.h"
 #include "pagecache.h"
 #include "settings.h"
 #include "stats.h"
@@ -528,7 +529,9 @@ static void *worker_main(void *unused)
 		/* The run queue's reference to s is now this worker's. */
 		pthread_mutex_lock(&s->lock);
 		struct pf_chunk *c = next_claimable(s);
-		if (c) {
+		/* At the node's cap on reads in flight the chunk waits for the
+		 * next worker, or for the reader, who reads it itself. */
+		if (c && pf_node_request_acquire()) {
 			/* Others of this stream's chunks go back in line behind
 			 * other streams: several reads in flight per stream,
 			 * and no stream starves the rest. */
@@ -536,6 +539,7 @@ static void *worker_main(void *unused)
 			if (next_claimable(s))
 				runq_push(s);
 			chunk_read_now(s, c);
+			pf_node_request_release();
 		}
 		stream_unref_locked(s);
 	}

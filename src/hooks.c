@@ -25,6 +25,7 @@
 #include "fileahead.h"
 #include "libc.h"
 #include "mmap_prefetch.h"
+#include "nodebudget.h"
 #include "predict.h"
 #include "stats.h"
 #include "stdio_path.h"
@@ -67,6 +68,7 @@ static void pf_atfork_child(void)
 	pf_engine_atfork_child();
 	pf_mmap_atfork_child();
 	pf_predict_atfork_child();
+	pf_node_atfork_child();
 }
 
 /* The constructor does as little as possible: every process pays for it,
@@ -81,6 +83,7 @@ __attribute__((destructor)) static void pf_fini(void)
 {
 	pf_in_library = 1;
 	pf_stats_report();
+	pf_node_detach();
 }
 
 /* --- open ------------------------------------------------------------------------- */
