@@ -135,16 +135,17 @@ static bool slot_reclaim(struct pf_node_header *seg, uint32_t i, uint64_t owner,
 	return true;
 }
 
-/* A slot for this process: a free one, or the one it held before an exec
- * (same pid, same start time: that image is gone); failing those, one of
- * a process that is gone. */
+/* A slot for this process: the one it held before an exec (same pid, same
+ * start time: that image is gone, and what it held with it), else a free
+ * one, else one of a process that is gone. */
 static struct pf_node_slot *slot_take(struct pf_node_header *seg)
 {
-	for (int pass = 0; pass < 2; pass++) {
+	for (int pass = 0; pass < 3; pass++) {
 		for (uint32_t i = 0; i < PF_NODE_SLOTS; i++) {
 			uint64_t o = __atomic_load_n(&seg->slots[i].owner, __ATOMIC_SEQ_CST);
-			bool take = o == 0 || (o & ~PF_NODE_RECLAIMING) == node.me ||
-				    (pass == 1 && owner_gone(o));
+			bool take = pass == 0   ? (o & ~PF_NODE_RECLAIMING) == node.me
+				    : pass == 1 ? o == 0
+						: o == 0 || owner_gone(o);
 			if (take && slot_reclaim(seg, i, o, node.me))
 				return &seg->slots[i];
 		}

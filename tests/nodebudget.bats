@@ -273,3 +273,24 @@ hostile_segment() {
 	# Nothing held once both are gone.
 	grep -q '^used=[0-9]* memory=0 requests=0' <<< "$output"
 }
+
+@test "nodebudget: after an exec, the new program takes back the slot of the old one" {
+	need_own_shm
+	make_offsets data 16777216
+	exec_then_read() {
+		# pf_exec reads 4 MiB (prefetching, buffers held), then execs
+		# md5sum on the rest: the same pid and start time.
+		PREFETCH_DEBUG=2 with_prefetch "$HELPERS/pf_exec" data 4194304 md5sum > out 2> err
+		echo "status $?"
+		cat err
+		"$NODEDUMP"
+	}
+	export HELPERS
+	run in_own_shm_fn exec_then_read
+	echo "$output"
+	grep -q '^status 0$' <<< "$output"
+	# Both images attached, to one slot, and nothing is held after.
+	[ "$(grep -c 'attach: node budget: [^ ]* slot 0:' <<< "$output")" -eq 2 ]
+	grep -q '^used=1 memory=0 requests=0' <<< "$output"
+	[ "$(tail -n 1 "$BATS_TEST_TMPDIR/out" | cut -d' ' -f1)" = "$(tail -c +4194305 data | md5sum | cut -d' ' -f1)" ]
+}
