@@ -8,7 +8,8 @@
  * usage are read again, at every level up to the root of the mount (the
  * tightest level counts). Reservations are refused beyond the budget; the
  * engine then holds fewer chunks, and a stream without any reads from the
- * kernel, as without the library. */
+ * kernel, as without the library. Where the user's processes share a node
+ * budget (nodebudget.c), a reservation must fit that too. */
 #include "config.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 
 #include "libc.h"
 #include "log.h"
+#include "nodebudget.h"
 #include "stats.h"
 
 /* Limit and usage are read again at most this often: the engine reserves
@@ -55,10 +57,9 @@ static struct {
 	char dir[PF_BUDGET_PATH]; /* the process's cgroup directory */
 } budget;
 
-/* Reads a small file whole into buf (NUL-terminated); the length, or -1.
- * The descriptor is transient, in the calling thread (a program thread or a
+/* The descriptor is transient, in the calling thread (a program thread or a
  * worker): opened and closed at once, through the real functions. */
-static ssize_t read_small(const char *path, char *buf, size_t size)
+ssize_t pf_read_small(const char *path, char *buf, size_t size)
 {
 	int fd = pf_libc.open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -106,7 +107,7 @@ static bool cgroup_path(bool v1, char *path, size_t size)
 {
 	char *buf = sample_buf;
 	bool found = false;
-	if (read_small("/proc/self/cgroup", buf, PF_BUDGET_FILE) > 0) {
+	if (pf_read_small("/proc/self/cgroup", buf, PF_BUDGET_FILE) > 0) {
 		for (char *line = buf, *end; !found && line; line = end ? end + 1 : NULL) {
 			end = strchr(line, '\n');
 			if (end)
@@ -159,7 +160,7 @@ static bool find_dir(bool v1)
 	/* The first PF_BUDGET_MOUNTS bytes: cgroup mounts come early. */
 	char *buf = sample_buf;
 	bool found = false;
-	if (read_small("/proc/self/mountinfo", buf, PF_BUDGET_MOUNTS) > 0) {
+	if (pf_read_small("/proc/self/mountinfo", buf, PF_BUDGET_MOUNTS) > 0) {
 		char *root, *mnt;
 		for (char *line = buf, *end; !found && *line; line = end + 1) {
 			end = strchr(line, '\n');
@@ -189,7 +190,7 @@ static uint64_t stat_value(const char *dir, const char *key)
 	char *buf = sample_buf;
 	snprintf(path, sizeof(path), "%s/memory.stat", dir);
 	uint64_t v = 0;
-	if (read_small(path, buf, PF_BUDGET_FILE) > 0) {
+	if (pf_read_small(path, buf, PF_BUDGET_FILE) > 0) {
 		size_t kl = strlen(key);
 		for (char *line = buf; line; line = strchr(line, '\n')) {
 			if (*line == '\n')
@@ -207,7 +208,7 @@ static bool read_value(const char *dir, const char *name, uint64_t *v)
 {
 	char path[PF_BUDGET_PATH + 32], buf[64];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (read_small(path, buf, sizeof(buf)) < 0)
+	if (pf_read_small(path, buf, sizeof(buf)) < 0)
 		return false;
 	if (strncmp(buf, "max", 3) == 0) {
 		*v = UINT64_MAX;
@@ -318,6 +319,10 @@ int pf_memory_reserve(uint64_t bytes, uint64_t cap)
 			return -1;
 	} while (!__atomic_compare_exchange_n(&pf_stats.memory, &now, now + bytes, 1,
 					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	if (pf_node_memory_reserve(bytes) != 0) {
+		__atomic_sub_fetch(&pf_stats.memory, bytes, __ATOMIC_RELAXED);
+		return -1;
+	}
 	uint64_t peak = __atomic_load_n(&pf_stats.peak_memory, __ATOMIC_RELAXED);
 	while (now + bytes > peak &&
 	       !__atomic_compare_exchange_n(&pf_stats.peak_memory, &peak, now + bytes, 1,
@@ -328,5 +333,6 @@ int pf_memory_reserve(uint64_t bytes, uint64_t cap)
 
 void pf_memory_release(uint64_t bytes)
 {
+	pf_node_memory_release(bytes);
 	__atomic_sub_fetch(&pf_stats.memory, bytes, __ATOMIC_RELAXED);
 }

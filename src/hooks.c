@@ -23,6 +23,7 @@
 #include "fileahead.h"
 #include "libc.h"
 #include "mmap_prefetch.h"
+#include "nodebudget.h"
 #include "predict.h"
 #include "runtime.h"
 #include "stats.h"
@@ -60,6 +61,7 @@ static void pf_atfork_child(void)
 	pf_engine_atfork_child();
 	pf_mmap_atfork_child();
 	pf_predict_atfork_child();
+	pf_node_atfork_child();
 }
 
 /* The constructor does as little as possible: every process pays for it,
@@ -74,6 +76,7 @@ __attribute__((destructor)) static void pf_fini(void)
 {
 	pf_in_library = 1;
 	pf_stats_report();
+	pf_node_detach();
 }
 
 /* --- open ------------------------------------------------------------------------- */

@@ -9,6 +9,7 @@
 
 #include "libc.h"
 #include "log.h"
+#include "nodebudget.h"
 #include "stats.h"
 #include "stream.h"
 #include "thread.h"
@@ -158,7 +159,9 @@ static void *worker_main(void *unused)
 		/* The run queue's reference to s is now this worker's. */
 		pthread_mutex_lock(&s->lock);
 		struct pf_chunk *c = next_claimable(s);
-		if (c) {
+		/* At the node's cap on reads in flight the chunk waits for the
+		 * next worker, or for the reader, who reads it itself. */
+		if (c && pf_node_request_acquire()) {
 			/* Others of this stream's chunks go back in line behind
 			 * other streams: several reads in flight per stream,
 			 * and no stream starves the rest. */
@@ -166,6 +169,7 @@ static void *worker_main(void *unused)
 			if (next_claimable(s))
 				pf_runq_push(s);
 			pf_chunk_read_now(s, c);
+			pf_node_request_release();
 		}
 		pf_stream_unref_locked(s);
 	}

@@ -232,6 +232,10 @@ static void read_all(void)
 	settings.mmap = read_flag("PREFETCH_MMAP", PF_MMAP_DEFAULT, PF_MMAP_DEFAULT,
 				  PF_MMAP_DEFAULT ? "using the default 1" : "using the default 0");
 	settings.files = read_flag("PREFETCH_FILES", true, true, "using the default 1");
+	settings.shared_budget = read_flag("PREFETCH_SHARED_BUDGET", PF_SHARED_BUDGET_DEFAULT,
+					   PF_SHARED_BUDGET_DEFAULT,
+					   PF_SHARED_BUDGET_DEFAULT ? "using the default 1"
+								    : "using the default 0");
 	read_parallel();
 	read_stats();
 	fit_sizes(window_given, chunk_given);

@@ -26,6 +26,7 @@
 #define PF_MIN_SEQUENTIAL_MIN  1
 #define PF_MIN_SEQUENTIAL_MAX  1000
 #define PF_MMAP_DEFAULT        true
+#define PF_SHARED_BUDGET_DEFAULT true
 #define PF_PARALLEL_AUTO       (-1)
 
 struct pf_settings {
@@ -43,6 +44,7 @@ struct pf_settings {
 	bool mmap;                 /* PREFETCH_MMAP: prefetch behind read-only file mappings */
 	int parallel;              /* PREFETCH_PARALLEL: 1, 0 (in order) or PF_PARALLEL_AUTO */
 	bool files;                /* PREFETCH_FILES: fetch predicted files before their open */
+	bool shared_budget;        /* PREFETCH_SHARED_BUDGET: one budget for the user's processes */
 };
 
 /* Reads the environment on first use (thread-safe), then returns the cache. */

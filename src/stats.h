@@ -8,6 +8,7 @@
  *     block_device_skips=N mmap_mappings_cached=N streams_uncached=N
  *     streams_at_open=N streams_ordered=N reads_split=N files_predicted=N
  *     files_predicted_opened=N files_predicted_failed=N bytes_predicted_unused=N
+ *     node_memory_limited=N node_requests_limited=N
  */
 #ifndef PF_STATS_H
 #define PF_STATS_H
@@ -41,7 +42,9 @@
 	X(files_predicted, "files_predicted", 1)     /* files fetched before their open */ \
 	X(files_predicted_opened, "files_predicted_opened", 1) /* then opened: hits */ \
 	X(files_predicted_failed, "files_predicted_failed", 1) /* could not be fetched */ \
-	X(bytes_predicted_unused, "bytes_predicted_unused", 1) /* fetched, never opened */
+	X(bytes_predicted_unused, "bytes_predicted_unused", 1) /* fetched, never opened */ \
+	X(node_memory_limited, "node_memory_limited", 1) /* buffers the node's cap refused */ \
+	X(node_requests_limited, "node_requests_limited", 1) /* reads left: node's cap reached */
 
 #define PF_STATS_FIELD(field, name, div) uint64_t field;
 

@@ -1,0 +1,296 @@
+#!/usr/bin/env bats
+# The node budget (src/nodebudget.c, PREFETCH_SHARED_BUDGET): the processes
+# of a user share one buffer-memory cap and one cap on reads in flight
+# through /dev/shm/libprefetch-<uid>. Each test runs its processes in a
+# mount namespace of their own with an empty /dev/shm, so that neither
+# other tests nor other users of this machine share their segment (needs
+# root and unshare; skips without).
+
+bats_require_minimum_version 1.5.0
+load test_helper
+
+NODEDUMP="$HELPERS/pf_nodedump"
+
+setup() {
+	common_setup
+	SRC="$BATS_TEST_TMPDIR/src"
+	MNT="$BATS_TEST_TMPDIR/mnt"
+	mkdir -p "$SRC" "$MNT"
+	# For the functions run inside the namespace (declare -f).
+	export SANITIZER_PRELOAD PREFETCH_LIB STATS NODEDUMP SRC MNT
+}
+
+teardown() {
+	slowfs_umount "$MNT"
+}
+
+# need_own_shm: skips unless a mount namespace with its own /dev/shm can be made.
+need_own_shm() {
+	need_root
+	command -v unshare > /dev/null || skip "unshare missing (util-linux)"
+	in_own_shm true 2> /dev/null || skip "cannot make a mount namespace with its own /dev/shm"
+}
+
+# in_own_shm CMD...: CMD in a new mount namespace, on an empty /dev/shm.
+in_own_shm() {
+	unshare -m --propagation private sh -c \
+		'mount -t tmpfs -o mode=1777,size=4m tmpfs /dev/shm && exec "$@"' sh "$@"
+}
+
+# in_own_shm_fn FUNCTION ARGS...: a function of this file (and the test
+# helper's with_prefetch) run in_own_shm.
+in_own_shm_fn() {
+	local fn=$1
+	shift
+	in_own_shm bash -c "$(declare -f with_prefetch "$fn"); $fn \"\$@\"" "$fn" "$@"
+}
+
+mount_slowfs() {
+	need_fuse
+	slowfs_mount "$SRC" "$MNT" --direct-io "$@" 2> "$BATS_TEST_TMPDIR/slowfs.err" || {
+		cat "$BATS_TEST_TMPDIR/slowfs.err"
+		grep -qiE 'permission denied|not permitted|fuse device not found' \
+			"$BATS_TEST_TMPDIR/slowfs.err" && skip "FUSE cannot be mounted here"
+		return 1
+	}
+}
+
+# many_readers N: md5sum of $MNT/f1..fN by N processes at once, each
+# prefetching (settings from the environment), while pf_nodedump samples the
+# segment; their outputs in out.I, the samples' maxima in watch.
+many_readers() {
+	local n=$1 i pids=() status=0
+	"$NODEDUMP" --until=stop > watch &
+	local watcher=$!
+	for ((i = 1; i <= n; i++)); do
+		with_prefetch md5sum "$MNT/f$i" > "out.$i" 2> "err.$i" &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do
+		wait "$i" || status=1
+	done
+	touch stop
+	wait "$watcher"
+	ls -l /dev/shm > shm.list
+	return $status
+}
+
+# The caps of the node with PREFETCH_MAX_MEMORY=1M and PREFETCH_THREADS=2.
+NODE_MEMORY=$((4 * 1048576))
+NODE_REQUESTS=8
+
+# Settings under which 6 processes need more than the node's caps: each may
+# hold 1 MiB (6 in all, against 4) and keep 2 reads in flight (12, against
+# 8); 64 KiB chunks, one FUSE request each.
+small_caps() {
+	export PREFETCH_MAX_MEMORY=1M PREFETCH_THREADS=2 PREFETCH_CHUNK=64K
+}
+
+make_files() {
+	local i
+	for ((i = 1; i <= $1; i++)); do
+		make_file "$SRC/f$i" "$2"
+	done
+}
+
+check_outputs() {
+	local i
+	for ((i = 1; i <= $1; i++)); do
+		[ "$(cut -d' ' -f1 "out.$i")" = "$(md5sum < "$SRC/f$i" | cut -d' ' -f1)" ] ||
+			{ echo "output $i differs"; cat "out.$i" "err.$i"; return 1; }
+	done
+}
+
+@test "nodebudget: 6 processes at once on slowfs stay within one memory cap and one in-flight cap" {
+	need_own_shm
+	make_files 6 16777216
+	mount_slowfs --delay-us=5000
+	small_caps
+	run in_own_shm_fn many_readers 6
+	echo "$output"
+	[ "$status" -eq 0 ]
+	check_outputs 6
+	cat watch shm.list "$MNT/.slowfs-stats"
+	assert_engaged
+	# Sampled from outside, in snapshots true at one instant.
+	local samples max_mem max_req server
+	samples=$(grep -o 'samples=[0-9]*' watch | cut -d= -f2)
+	max_mem=$(grep -o 'max_memory=[0-9]*' watch | cut -d= -f2)
+	max_req=$(grep -o 'max_requests=[0-9]*' watch | cut -d= -f2)
+	[ "$samples" -gt 10 ]
+	[ "$max_req" -gt 0 ]
+	[ "$max_mem" -le "$NODE_MEMORY" ]
+	[ "$max_req" -le "$NODE_REQUESTS" ]
+	# The server's own count: the workers' reads within the cap, plus one
+	# read of each program at a time (a chunk it reads itself, or the rest
+	# of a read).
+	server=$(grep -o 'max_inflight=[0-9]*' "$MNT/.slowfs-stats" | cut -d= -f2)
+	[ "$server" -le $((NODE_REQUESTS + 6)) ]
+	# The caps did limit (6 x 1 MiB and 6 x 2 reads do not fit 4 MiB and 8).
+	[ $(($(stat_sum node_memory_limited) + $(stat_sum node_requests_limited))) -gt 0 ]
+	# Every process's slot was given back at exit.
+	grep -q 'libprefetch-0' shm.list || grep -q "libprefetch-$(id -u)" shm.list
+}
+
+# killed_reader: a prefetching md5sum killed -9 mid-read, then another
+# process: prints the segment before and after.
+killed_reader() {
+	local victim i
+	# env execs md5sum: $! is the reader's pid.
+	env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" PREFETCH_STATS="$STATS" \
+		md5sum "$MNT/f1" > /dev/null 2> err.victim &
+	victim=$!
+	for ((i = 0; i < 200; i++)); do
+		"$NODEDUMP" 2> /dev/null | grep -q "pid $victim .* memory [1-9]" && break
+		sleep 0.05
+	done
+	kill -9 "$victim"
+	wait "$victim"
+	echo "victim $victim"
+	echo "--- before"
+	"$NODEDUMP"
+	PREFETCH_DEBUG=2 with_prefetch md5sum "$MNT/f2" > out.2 2> err.next
+	echo "--- after"
+	"$NODEDUMP"
+	echo "--- next's log"
+	cat err.next
+}
+
+@test "nodebudget: a process killed -9 mid-read leaves a slot that the next process empties" {
+	need_own_shm
+	make_files 2 16777216
+	mount_slowfs --delay-us=20000
+	small_caps
+	run in_own_shm_fn killed_reader
+	echo "$output"
+	[ "$status" -eq 0 ]
+	local victim before after
+	victim=$(sed -n 's/^victim //p' <<< "$output")
+	before=$(sed -n '/^--- before/,/^--- after/p' <<< "$output")
+	after=$(sed -n '/^--- after/,/^--- next/p' <<< "$output")
+	# It died holding buffers, in its slot...
+	grep -q "pid $victim .* memory [1-9]" <<< "$before"
+	# ... which the next process emptied: nothing is held any more.
+	! grep -q "pid $victim " <<< "$after"
+	grep -q '^used=[0-9]* memory=0 requests=0' <<< "$after"
+	grep -q "emptied slot [0-9]* of pid $victim, gone" <<< "$output"
+	check_outputs_one=$(cut -d' ' -f1 < "$BATS_TEST_TMPDIR/out.2")
+	[ "$check_outputs_one" = "$(md5sum < "$SRC/f2" | cut -d' ' -f1)" ]
+	assert_engaged
+}
+
+@test "nodebudget: PREFETCH_SHARED_BUDGET=0 keeps a budget per process, as before" {
+	need_own_shm
+	make_files 6 16777216
+	mount_slowfs --delay-us=5000
+	small_caps
+	PREFETCH_SHARED_BUDGET=0 run in_own_shm_fn many_readers 6
+	echo "$output"
+	[ "$status" -eq 0 ]
+	check_outputs 6
+	cat shm.list "$STATS"
+	assert_engaged
+	# No segment was made, nothing counted against a node cap...
+	! grep -q libprefetch shm.list
+	[ "$(stat_sum node_memory_limited)" -eq 0 ]
+	[ "$(stat_sum node_requests_limited)" -eq 0 ]
+	# ... and each process held up to its own cap: more than the node's in all.
+	[ "$(stat_sum peak_memory)" -gt "$NODE_MEMORY" ]
+}
+
+# hostile_segment KIND: plants a file of that kind where the segment goes,
+# runs a prefetching process, and shows what became of the file.
+hostile_segment() {
+	local seg
+	seg=/dev/shm/libprefetch-$(id -u)
+	echo precious > /dev/shm/victim
+	chmod 600 /dev/shm/victim
+	case $1 in
+	symlink) ln -s victim "$seg" ;;
+	size) head -c 100 /dev/zero > "$seg" && chmod 600 "$seg" ;;
+	owner) head -c 65536 /dev/zero > "$seg" && chmod 600 "$seg" && chown nobody "$seg" ;;
+	mode) head -c 65536 /dev/zero > "$seg" && chmod 644 "$seg" ;;
+	magic) head -c 65536 /dev/urandom > "$seg" && chmod 600 "$seg" ;;
+	fifo) mkfifo -m 600 "$seg" ;;
+	esac
+	# (No content read from a FIFO: that would wait for a writer.)
+	local before after
+	before=$(stat -c '%F %U %a %s %Y' "$seg"; [ -p "$seg" ] || md5sum < "$seg")
+	PREFETCH_DEBUG=1 with_prefetch md5sum "$SRC/f1" > out.1 2> err.1
+	echo "status $?"
+	after=$(stat -c '%F %U %a %s %Y' "$seg"; [ -p "$seg" ] || md5sum < "$seg")
+	[ "$before" = "$after" ] && echo "segment untouched"
+	[ "$(cat /dev/shm/victim)" = precious ] && echo "victim untouched"
+	ls -l /dev/shm
+	cat err.1
+}
+
+@test "nodebudget: a hostile file at the segment's path is refused cleanly: a budget per process" {
+	need_own_shm
+	make_files 1 8388608
+	local kind
+	for kind in symlink size owner mode magic fifo; do
+		rm -f "$STATS"
+		run in_own_shm_fn hostile_segment "$kind"
+		echo "--- $kind: $output"
+		[ "$status" -eq 0 ]
+		grep -q '^status 0$' <<< "$output"
+		grep -q '^segment untouched$' <<< "$output"
+		grep -q '^victim untouched$' <<< "$output"
+		check_outputs 1
+		# One line says why, and the process went on prefetching alone.
+		[ "$(grep -c 'node budget: .*keeps a budget of its own' <<< "$output")" -eq 1 ]
+		assert_engaged
+	done
+}
+
+@test "nodebudget: PREFETCH_SHARED_BUDGET takes a boolean word; anything else: one warning, the default" {
+	make_file data 1048576
+	run -0 env PREFETCH_SHARED_BUDGET=sometimes LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" \
+		cat data
+	[ "$(grep -c 'PREFETCH_SHARED_BUDGET="sometimes" is not one of' <<< "$output")" -eq 1 ]
+	grep -q 'using the default 1' <<< "$output"
+	run -0 env PREFETCH_SHARED_BUDGET=off LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" cat data
+	! grep -q PREFETCH_SHARED_BUDGET <<< "$output"
+}
+
+@test "nodebudget: a fork child takes a slot of its own; the parent's stays the parent's" {
+	need_own_shm
+	make_offsets data 8388608
+	in_fork() {
+		PREFETCH_DEBUG=2 with_prefetch "$HELPERS/pf_fork" "$@" > out 2> err
+		echo "status $?"
+		cat err
+		"$NODEDUMP"
+	}
+	export HELPERS
+	run in_own_shm_fn in_fork data --reopen
+	echo "$output"
+	grep -q '^status 0$' <<< "$output"
+	# Two processes, two slots.
+	[ "$(grep -o 'node budget: [^ ]* slot [0-9]*' <<< "$output" | sort -u | wc -l)" -eq 2 ]
+	[ "$(grep -o 'libprefetch\[[0-9]*\] info: attach: node budget' <<< "$output" | sort -u | wc -l)" -eq 2 ]
+	# Nothing held once both are gone.
+	grep -q '^used=[0-9]* memory=0 requests=0' <<< "$output"
+}
+
+@test "nodebudget: after an exec, the new program takes back the slot of the old one" {
+	need_own_shm
+	make_offsets data 16777216
+	exec_then_read() {
+		# pf_exec reads 4 MiB (prefetching, buffers held), then execs
+		# md5sum on the rest: the same pid and start time.
+		PREFETCH_DEBUG=2 with_prefetch "$HELPERS/pf_exec" data 4194304 md5sum > out 2> err
+		echo "status $?"
+		cat err
+		"$NODEDUMP"
+	}
+	export HELPERS
+	run in_own_shm_fn exec_then_read
+	echo "$output"
+	grep -q '^status 0$' <<< "$output"
+	# Both images attached, to one slot, and nothing is held after.
+	[ "$(grep -c 'attach: node budget: [^ ]* slot 0:' <<< "$output")" -eq 2 ]
+	grep -q '^used=1 memory=0 requests=0' <<< "$output"
+	[ "$(tail -n 1 "$BATS_TEST_TMPDIR/out" | cut -d' ' -f1)" = "$(tail -c +4194305 data | md5sum | cut -d' ' -f1)" ]
+}
