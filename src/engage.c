@@ -165,6 +165,7 @@ struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 		return NULL;
 	}
 	pf_mode_start(s, uncached);
+	s->zero_fill_risk = !uncached && pf_fuse_file(fd);
 	s->from_start = slot->flags & PF_FDF_FROM_START;
 	pf_stream_attach(slot, s);
 	PF_STAT_ADD(files_prefetched, 1);

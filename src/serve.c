@@ -113,7 +113,7 @@ static ssize_t cursor_pread(int fd, struct iov_cursor *cur, size_t n, off64_t of
 
 /* --- serving from the window ---------------------------------------------------------- */
 
-enum serve_end { SERVE_REST_FROM_KERNEL, SERVE_STOP };
+enum serve_end { SERVE_REST_FROM_KERNEL, SERVE_STOP, SERVE_SUSPECT };
 
 /* One read of a stream: its range, what was copied so far, and the errno
  * to return if nothing was. */
@@ -153,9 +153,22 @@ static enum serve_end chunk_end(struct pf_chunk *c, struct serving *sv)
 	return SERVE_STOP;
 }
 
+/* Whether the window may hold zeros that were never the file's (s->lock
+ * held): a read ahead of a FUSE file through the page cache failed or came
+ * back short. A short FUSE read (a dying sshfs answers 0 bytes) zero-fills
+ * its pages and marks them valid; the kernel then cuts the file's size
+ * there, but only when no other read of it was in flight meanwhile, so with
+ * several in flight the zeros can stay below the size, where the kernel
+ * itself serves them. */
+static bool window_suspect(const struct pf_stream *s)
+{
+	return s->zero_fill_risk && (s->failed || s->shrunk);
+}
+
 /* Copies what the window holds from sv->start on (s->lock held), and says
  * what to do with the rest: SERVE_STOP, return what was served (with
- * sv->err set if nothing was); SERVE_REST_FROM_KERNEL, read it. */
+ * sv->err set if nothing was); SERVE_REST_FROM_KERNEL, read it;
+ * SERVE_SUSPECT, read it, and drop the stream. */
 static enum serve_end serve_from_window(struct pf_stream *s, struct serving *sv)
 {
 	uint64_t wait_from = 0;
@@ -170,6 +183,10 @@ static enum serve_end serve_from_window(struct pf_stream *s, struct serving *sv)
 				wait_from = pf_now_ns();
 			await_chunk(s, c);
 			continue;
+		}
+		if (window_suspect(s)) {
+			end = SERVE_SUSPECT;
+			break;
 		}
 		off64_t valid_end = c->off + (off64_t)c->len;
 		if (p >= valid_end) {
@@ -205,15 +222,14 @@ static void read_rest(int fd, struct serving *sv)
 /* --- whether the stream still stands -------------------------------------------------- */
 
 /* True when the file is no longer as it was when the stream started: it
- * was written (mtime), truncated or replaced in place (size, ctime). Asked
- * of the attributes the client caches at each served read, and of the
- * server itself (ask_server) once they are PF_MAX_STALE_NS old. When the
- * kernel will not tell, the file counts as unchanged. */
-static bool file_changed(int fd, const struct stat *then, bool ask_server)
+ * was written (mtime), truncated or replaced in place (size, ctime). sync
+ * is AT_STATX_DONT_SYNC (the kernel's cached attributes) or
+ * AT_STATX_FORCE_SYNC (the server's). When the kernel will not tell, the
+ * file counts as unchanged. */
+static bool file_changed(int fd, const struct stat *then, int sync)
 {
 	struct statx now;
-	int flags = AT_EMPTY_PATH | (ask_server ? AT_STATX_FORCE_SYNC : AT_STATX_SYNC_AS_STAT);
-	if (statx(fd, "", flags, STATX_SIZE | STATX_MTIME | STATX_CTIME, &now) != 0)
+	if (statx(fd, "", AT_EMPTY_PATH | sync, STATX_SIZE | STATX_MTIME | STATX_CTIME, &now) != 0)
 		return false;
 	return (off64_t)now.stx_size != then->st_size || now.stx_mtime.tv_sec != then->st_mtim.tv_sec ||
 	       now.stx_mtime.tv_nsec != (uint32_t)then->st_mtim.tv_nsec ||
@@ -222,17 +238,22 @@ static bool file_changed(int fd, const struct stat *then, bool ask_server)
 }
 
 /* Whether the stream's data no longer stands for the file (slot lock held,
- * s->lock not). A client caches attributes (FUSE, NFS: seconds), so a
- * change the server made is confirmed at least every PF_MAX_STALE_NS; a
- * shrink is also seen by the reads ahead themselves (pf_note_chunk_end). */
+ * s->lock not). At each served read, the kernel's view, without a request:
+ * a short FUSE read (a dying server) cuts the cached size and leaves zeroed
+ * pages behind it, which a refresh of the attributes from a client that
+ * still caches the old size would bring back into reach. Then, at least
+ * every PF_MAX_STALE_NS, the server's view, past the client's attribute
+ * cache. A shrink is also seen by the reads ahead (pf_note_chunk_end). */
 static bool stream_stale(struct pf_stream *s, int fd)
 {
-	uint64_t now = pf_now_ns();
-	bool ask_server = now - s->validated_ns > PF_MAX_STALE_NS;
-	if (file_changed(fd, &s->version, ask_server))
+	if (file_changed(fd, &s->version, AT_STATX_DONT_SYNC))
 		return true;
-	if (ask_server)
-		s->validated_ns = now;
+	uint64_t now = pf_now_ns();
+	if (now - s->validated_ns <= PF_MAX_STALE_NS)
+		return false;
+	if (file_changed(fd, &s->version, AT_STATX_FORCE_SYNC))
+		return true;
+	s->validated_ns = now;
 	return false;
 }
 
@@ -259,6 +280,24 @@ static void stream_drop(struct pf_fd *slot, int fd, off64_t at, const char *why)
 	pf_stream_detach(slot, false);
 }
 
+/* Pages past the window a worker's read may have had the kernel read ahead. */
+#define PF_FORGET_SLACK ((off64_t)2 * 1024 * 1024)
+
+/* Drops a stream whose window may hold a short read's zeros, or whose file
+ * changed under a FUSE page cache (the size a short read cut): once its
+ * reads in flight are done, the pages of [from, to) are forgotten, so that
+ * the kernel asks the storage again, which answers with the data or the
+ * error (slot lock held). */
+static void drop_forgetting(struct pf_fd *slot, int fd, off64_t from, off64_t to)
+{
+	PF_LOG(PF_LOG_INFO, "fd %d: read at %lld after a failed read ahead or a change; stream dropped",
+	       fd, (long long)from);
+	PF_STAT_ADD(streams_dropped, 1);
+	pf_stream_detach(slot, true);
+	to += PF_FORGET_SLACK;
+	pf_libc.posix_fadvise64(fd, from, to - from, POSIX_FADV_DONTNEED);
+}
+
 /* --- the read ------------------------------------------------------------------------- */
 
 /* A pread more than a chunk ahead of the reader, which the next read does
@@ -283,7 +322,12 @@ static struct pf_stream *serve_in_window(struct pf_fd *slot, int fd, struct pf_s
 	sv->end = serve_from_window(s, sv);
 	s->served += sv->done;
 	PF_STAT_ADD(bytes_served, sv->done);
+	off64_t from = sv->start + (off64_t)sv->done, to = s->next_off;
 	pthread_mutex_unlock(&s->lock);
+	if (sv->end == SERVE_SUSPECT) {
+		drop_forgetting(slot, fd, from, to);
+		return NULL;
+	}
 	if (!sv->err)
 		return s;
 	/* The storage failed there: from now on the kernel answers every
@@ -302,7 +346,7 @@ ssize_t pf_stream_read(struct pf_fd *slot, int fd, const struct pf_read_req *req
 		return pf_pass_through(fd, req);
 	bool stale = stream_stale(s, fd);
 	pthread_mutex_lock(&s->lock);
-	enum read_fit fit = read_fit(s, req, sv.start, stale || s->shrunk);
+	enum read_fit fit = read_fit(s, req, sv.start, stale || s->shrunk || window_suspect(s));
 	if (fit == FIT_STRAY) {
 		/* Strays end the stream only PF_MAX_MISSES in a row. */
 		s->misses++;
@@ -316,12 +360,17 @@ ssize_t pf_stream_read(struct pf_fd *slot, int fd, const struct pf_read_req *req
 	} else {
 		/* The file changed: the kernel has it as it is now. Or a read
 		 * elsewhere: not a sequential reader any more. */
+		bool forget = fit == FIT_CHANGED && s->zero_fill_risk;
+		off64_t from = s->pos < sv.start ? s->pos : sv.start, to = s->next_off;
 		pthread_mutex_unlock(&s->lock);
-		stream_drop(slot, fd, sv.start,
-			    fit == FIT_CHANGED ? "after the file changed" : "outside the window");
+		if (forget)
+			drop_forgetting(slot, fd, from, to);
+		else
+			stream_drop(slot, fd, sv.start,
+				    fit == FIT_CHANGED ? "after the file changed" : "outside the window");
 		s = NULL;
 	}
-	if (sv.done < total && sv.end == SERVE_REST_FROM_KERNEL)
+	if (sv.done < total && sv.end != SERVE_STOP)
 		read_rest(fd, &sv);
 	if (s) {
 		off64_t end = sv.start + (off64_t)sv.done;

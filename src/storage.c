@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "libc.h"
@@ -145,4 +146,10 @@ enum pf_storage_mode pf_storage_mode(dev_t dev)
 	}
 	pf_storage_learn(dev, mode);
 	return mode;
+}
+
+bool pf_fuse_file(int fd)
+{
+	struct statfs fs;
+	return fstatfs(fd, &fs) == 0 && fs.f_type == FUSE_SUPER_MAGIC;
 }

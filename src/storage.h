@@ -34,6 +34,10 @@ void pf_storage_learn(dev_t dev, enum pf_storage_mode mode);
  * hugetlbfs, ...): never prefetched. */
 bool pf_pseudo_filesystem(long type);
 
+/* Whether fd is on a FUSE filesystem, whose page cache keeps a short read's
+ * zero-filled pages as valid data. */
+bool pf_fuse_file(int fd);
+
 /* The filesystem type of the mount of dev as mount(8) shows it ("ext4",
  * "fuse.sshfs"), from /proc/self/mountinfo; false when not found. */
 bool pf_mount_type(dev_t dev, char type[64]);

@@ -76,6 +76,7 @@ struct pf_stream {
 	off64_t split_end;        /* a split read's end: its last piece is shorter */
 	bool shrunk;              /* a read ahead ended short of version's size */
 	bool failed;              /* a read ahead failed: fetch nothing more */
+	bool zero_fill_risk;      /* FUSE through the page cache: a short read zero-fills */
 	uint8_t mode;             /* enum stream_mode */
 	unsigned max_inflight;    /* reads in flight the mode allows */
 	unsigned probed;          /* chunks measured while probing */
