@@ -183,28 +183,29 @@ static void read_stats(void)
 	settings.stats = 2;
 }
 
+/* Lowers *value to limit; a value the user set, with one warning. */
+static void fit_size(size_t *value, size_t limit, bool given, const char *name,
+		     const char *limit_name, const char *using)
+{
+	if (*value <= limit)
+		return;
+	char a[32], b[32];
+	if (given)
+		pf_log_always("%s=%s is larger than %s (%s); using %s %s", name,
+			      size_text(a, sizeof(a), *value), limit_name,
+			      size_text(b, sizeof(b), limit), using, b);
+	*value = limit;
+}
+
 /* What one stream needs must fit what it may use: chunk <= window <=
  * PREFETCH_MAX_MEMORY, or the workers could not allocate a single chunk.
- * A default gives way silently; a value the user set, with one warning. */
+ * A default gives way silently. */
 static void fit_sizes(bool window_given, bool chunk_given)
 {
-	char a[32], b[32];
-	if (settings.window > settings.max_memory) {
-		if (window_given)
-			pf_log_always("PREFETCH_WINDOW=%s is larger than PREFETCH_MAX_MEMORY (%s); "
-				      "using a window of %s",
-				      size_text(a, sizeof(a), settings.window),
-				      size_text(b, sizeof(b), settings.max_memory), b);
-		settings.window = settings.max_memory;
-	}
-	if (settings.chunk > settings.window) {
-		if (chunk_given)
-			pf_log_always("PREFETCH_CHUNK=%s is larger than the window (%s); "
-				      "using chunks of %s",
-				      size_text(a, sizeof(a), settings.chunk),
-				      size_text(b, sizeof(b), settings.window), b);
-		settings.chunk = settings.window;
-	}
+	fit_size(&settings.window, settings.max_memory, window_given, "PREFETCH_WINDOW",
+		 "PREFETCH_MAX_MEMORY", "a window of");
+	fit_size(&settings.chunk, settings.window, chunk_given, "PREFETCH_CHUNK", "the window",
+		 "chunks of");
 }
 
 static void read_all(void)
