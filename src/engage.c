@@ -137,27 +137,51 @@ static unsigned chunk_scale(const struct pf_settings *cfg, bool uncached)
 	return 1;
 }
 
-/* The descriptor's reads have been sequential: attach a stream if the file
- * qualifies and there is something to gain (slot lock held). pos is the
- * offset of the next read, or -1 for "the file offset". */
-struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
+/* Whether a descriptor's first stream may start (slot lock held); fills
+ * *st and *pos. */
+static bool may_engage(struct pf_fd *slot, int fd, const struct pf_settings *cfg,
+		       struct stat *st, off64_t *pos)
 {
-	const struct pf_settings *cfg = pf_settings();
-	slot->seq_reads = 0; /* if nothing comes of it, look again after a run of reads */
-	struct stat st;
-	if (!worth_reading_ahead(slot, fd, cfg, &st, &pos))
-		return NULL;
+	if (!worth_reading_ahead(slot, fd, cfg, st, pos))
+		return false;
 	if (!pf_file_classified(slot, fd)) {
 		slot->state = PF_FD_IGNORED;
 		PF_LOG(PF_LOG_TRACE, "fd %d: not a read-only regular file; ignored", fd);
-		return NULL;
+		return false;
 	}
-	if (nothing_to_gain(slot, fd, cfg, &st, pos))
-		return NULL;
+	if (nothing_to_gain(slot, fd, cfg, st, *pos))
+		return false;
 	if (pool_start(cfg) != 0) {
 		slot->state = PF_FD_IGNORED;
-		return NULL;
+		return false;
 	}
+	return true;
+}
+
+/* Whether a second position of a descriptor that streams is worth a stream
+ * of its own: the state is the first stream's, and stays. */
+static bool may_engage_second(int fd, const struct pf_settings *cfg, struct stat *st, off64_t pos)
+{
+	if (fstat(fd, st) != 0 || pos < 0 || st->st_size - pos < (off64_t)cfg->chunk)
+		return false;
+	off64_t window_end = pos + (off64_t)cfg->window;
+	if (window_end > st->st_size)
+		window_end = st->st_size;
+	return !(cfg->skip_cached && pf_range_cached(fd, pos, window_end));
+}
+
+/* The descriptor's reads have been sequential: attach a stream if the file
+ * qualifies and there is something to gain (slot lock held). pos is the
+ * offset of the next read, or -1 for "the file offset". A descriptor that
+ * has a stream gets a second, for its second position. */
+struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
+{
+	const struct pf_settings *cfg = pf_settings();
+	slot->run.reads = 0; /* if nothing comes of it, look again after a run of reads */
+	bool second = slot->stream != NULL;
+	struct stat st;
+	if (second ? !may_engage_second(fd, cfg, &st, pos) : !may_engage(slot, fd, cfg, &st, &pos))
+		return NULL;
 	bool uncached = bypasses_page_cache(fd, pos);
 	struct pf_stream *s = pf_stream_new(fd, pos, &st, cfg, chunk_scale(cfg, uncached));
 	if (!s) {
@@ -166,11 +190,18 @@ struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	}
 	pf_mode_start(s, uncached);
 	s->zero_fill_risk = !uncached && pf_fuse_file(fd);
-	s->from_start = slot->flags & PF_FDF_FROM_START;
+	s->from_start = slot->run.flags & PF_RUN_FROM_START;
+	pf_stream_pattern(s, second ? PF_PATTERN_SECOND
+				    : (slot->run.flags & PF_RUN_SKIPPED) ? PF_PATTERN_SKIPPING
+									 : PF_PATTERN_SEQUENTIAL);
 	pf_stream_attach(slot, s);
-	PF_STAT_ADD(files_prefetched, 1);
-	PF_LOG(PF_LOG_INFO, "fd %d: prefetching from offset %lld (size %lld, chunks of %zu)", fd,
-	       (long long)pos, (long long)st.st_size, s->chunk_size);
+	/* Reads no stream serves make a run of their own: the other
+	 * position's, if it was read in turn with this one. */
+	slot->run = !second && slot->other.reads ? slot->other : (struct pf_run){ .next_off = -1 };
+	slot->other = (struct pf_run){ 0 };
+	PF_STAT_ADD(files_prefetched, !second);
+	PF_LOG(PF_LOG_INFO, "fd %d: prefetching from offset %lld (size %lld, chunks of %zu)%s", fd,
+	       (long long)pos, (long long)st.st_size, s->chunk_size, second ? ", a second position" : "");
 	pthread_mutex_lock(&s->lock);
 	pf_stream_fill(s);
 	pthread_mutex_unlock(&s->lock);

@@ -17,8 +17,8 @@ static void slot_reset(struct pf_fd *slot)
 	pf_stream_detach(slot, true);
 	slot->state = PF_FD_WATCHING;
 	slot->flags = 0;
-	slot->seq_reads = 0;
-	slot->next_off = 0;
+	slot->run = (struct pf_run){ 0 };
+	slot->other = (struct pf_run){ 0 };
 	slot->bypass_left = 0;
 }
 
@@ -55,7 +55,7 @@ static void on_new_file(struct pf_fd *slot, off64_t fd_to_engage)
 {
 	slot_reset(slot);
 	if (fd_to_engage >= 0) {
-		slot->flags |= PF_FDF_FROM_START; /* a file just opened is at offset 0 */
+		slot->run.flags |= PF_RUN_FROM_START; /* a file just opened is at offset 0 */
 		struct pf_stream *s = try_engage(slot, (int)fd_to_engage, 0);
 		if (s) {
 			s->speculative = true;
@@ -80,7 +80,7 @@ static void reset_slot_cb(int fd, struct pf_fd *slot, void *arg)
 {
 	(void)fd;
 	(void)arg;
-	if (slot->state == PF_FD_WATCHING && !slot->stream && !slot->flags && !slot->seq_reads)
+	if (slot->state == PF_FD_WATCHING && !slot->stream && !slot->flags && !slot->run.reads)
 		return; /* nothing to forget; skip the lock */
 	pthread_mutex_lock(&slot->lock);
 	slot_reset(slot);
@@ -94,21 +94,16 @@ void pf_fd_closing_range(unsigned first, unsigned last)
 
 /* The file offset moved to `to` (slot lock held). A skip forward of at
  * most PF_SKIP_MAX keeps a forward reader (tar over a member's data, dd
- * skip=), and so does a stream: the next read tells whether it landed in
- * the window. Anything else starts the count again. */
+ * skip=); a seek back to where the other run left off resumes that one
+ * (two positions read in turn); anything else starts a run. A stream's
+ * reads tell for themselves where they land. */
 static void on_seek(struct pf_fd *slot, off64_t to)
 {
+	if (slot->state == PF_FD_STREAMING)
+		return;
 	if (slot->state == PF_FD_CACHED)
 		slot->state = PF_FD_WATCHING;
-	slot->flags &= (uint8_t)~PF_FDF_FROM_START;
-	if (slot->next_off >= 0 && to >= slot->next_off && to - slot->next_off <= PF_SKIP_MAX) {
-		if (to > slot->next_off)
-			slot->flags |= PF_FDF_SKIPPED;
-	} else {
-		slot->seq_reads = 0;
-		slot->flags &= (uint8_t)~PF_FDF_SKIPPED;
-	}
-	slot->next_off = to;
+	pf_run_moved(&slot->run, pf_watch_step(slot, to), to);
 }
 
 void pf_fd_seeked(int fd, off64_t to)
@@ -189,10 +184,10 @@ static void child_reset_slot(int fd, struct pf_fd *slot, void *arg)
 	(void)arg;
 	/* Another thread may have held the lock when the parent forked. */
 	pthread_mutex_init(&slot->lock, NULL);
-	slot->stream = NULL;
+	slot->stream = slot->stream2 = NULL;
 	if (slot->state == PF_FD_STREAMING)
 		slot->state = PF_FD_WATCHING;
-	slot->seq_reads = 0;
+	slot->run.reads = slot->other.reads = 0;
 }
 
 /* In a forked child: no slot keeps a stream, a lock or a run of reads. */

@@ -30,8 +30,18 @@ enum pf_fd_flags {
 	PF_FDF_SEQ_ADVICE = 1 << 1, /* the program said POSIX_FADV_SEQUENTIAL */
 	PF_FDF_RANDOM_ADVICE = 1 << 2, /* ignored because the program said RANDOM */
 	PF_FDF_LOOKED_AT = 1 << 3, /* fstat'd at its first read (first_look) */
-	PF_FDF_FROM_START = 1 << 4, /* read from offset 0 on, sequentially so far */
-	PF_FDF_SKIPPED = 1 << 5,  /* the current run of reads skipped forward */
+};
+
+enum pf_run_flags {
+	PF_RUN_FROM_START = 1 << 0, /* started at offset 0, sequential so far */
+	PF_RUN_SKIPPED = 1 << 1,    /* skipped forward */
+};
+
+/* A run of reads, each where the last ended or a short skip past it. */
+struct pf_run {
+	off64_t next_off; /* where its next read is expected, -1 unknown */
+	uint16_t reads;   /* reads in it */
+	uint8_t flags;    /* enum pf_run_flags */
 };
 
 struct pf_stream;
@@ -40,11 +50,13 @@ struct pf_fd {
 	pthread_mutex_t lock;     /* all-zero is PTHREAD_MUTEX_INITIALIZER in glibc */
 	uint8_t state;            /* enum pf_fd_state */
 	uint8_t flags;            /* enum pf_fd_flags */
-	uint16_t seq_reads;       /* consecutive reads, each where the last ended */
-	uint32_t reserved;
-	off64_t next_off;         /* where the next read is expected, -1 unknown */
+	/* The reads of the current position; while streaming, of those no
+	 * stream serves. Watching, other holds the previous position's, so
+	 * that two positions read in turn (a merge, cmp) each keep a run. */
+	struct pf_run run, other;
 	uint64_t bypass_left;     /* PF_FD_CACHED: bytes until the next cache check */
 	struct pf_stream *stream; /* PF_FD_STREAMING only */
+	struct pf_stream *stream2; /* a second position's stream, or NULL */
 };
 
 /* The slot of fd, or NULL when fd is out of range or its page does not exist. */

@@ -245,16 +245,18 @@ PF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t count, size_t buflen)
 }
 #endif
 
+/* A negative offset is the kernel's to refuse (EINVAL): -1 would otherwise
+ * pass for PF_AT_FILE_OFFSET, a read() at the file offset. */
 PF_EXPORT ssize_t pread(int fd, void *buf, size_t count, off_t offset)
 {
-	PF_GATE(false, pf_boot_pread(fd, buf, count, offset), pf_libc.pread(fd, buf, count, offset));
+	PF_GATE(offset < 0, pf_boot_pread(fd, buf, count, offset), pf_libc.pread(fd, buf, count, offset));
 	return read_one(fd, buf, count, offset);
 }
 
 #ifdef HAVE_PREAD64
 PF_EXPORT ssize_t pread64(int fd, void *buf, size_t count, off64_t offset)
 {
-	PF_GATE(false, pf_boot_pread(fd, buf, count, offset),
+	PF_GATE(offset < 0, pf_boot_pread(fd, buf, count, offset),
 		pf_libc.pread64(fd, buf, count, offset));
 	return read_one(fd, buf, count, offset);
 }
@@ -266,7 +268,7 @@ PF_EXPORT ssize_t pread64(int fd, void *buf, size_t count, off64_t offset)
 	PF_EXPORT ssize_t name(int fd, void *buf, size_t count, off_type offset, size_t buflen); \
 	PF_EXPORT ssize_t name(int fd, void *buf, size_t count, off_type offset, size_t buflen)  \
 	{                                                                                   \
-		PF_GATE(count > buflen, pf_boot_pread(fd, buf, count, offset),              \
+		PF_GATE(count > buflen || offset < 0, pf_boot_pread(fd, buf, count, offset), \
 			pf_libc.name(fd, buf, count, offset, buflen));                      \
 		return read_one(fd, buf, count, offset);                                    \
 	}
@@ -287,7 +289,8 @@ PF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 #ifdef HAVE_PREADV
 PF_EXPORT ssize_t preadv(int fd, const struct iovec *iov, int iovcnt, off_t offset)
 {
-	PF_GATE(IOV_PASSES(iovcnt), PF_BOOT_FAIL(-1), pf_libc.preadv(fd, iov, iovcnt, offset));
+	PF_GATE(IOV_PASSES(iovcnt) || offset < 0, PF_BOOT_FAIL(-1),
+		pf_libc.preadv(fd, iov, iovcnt, offset));
 	return read_vec(fd, iov, iovcnt, offset);
 }
 #endif
@@ -295,7 +298,8 @@ PF_EXPORT ssize_t preadv(int fd, const struct iovec *iov, int iovcnt, off_t offs
 #ifdef HAVE_PREADV64
 PF_EXPORT ssize_t preadv64(int fd, const struct iovec *iov, int iovcnt, off64_t offset)
 {
-	PF_GATE(IOV_PASSES(iovcnt), PF_BOOT_FAIL(-1), pf_libc.preadv64(fd, iov, iovcnt, offset));
+	PF_GATE(IOV_PASSES(iovcnt) || offset < 0, PF_BOOT_FAIL(-1),
+		pf_libc.preadv64(fd, iov, iovcnt, offset));
 	return read_vec(fd, iov, iovcnt, offset);
 }
 #endif

@@ -50,8 +50,7 @@ ssize_t pf_pass_through(int fd, const struct pf_read_req *req)
  * reads can ever be prefetched: not a regular file, or (by default) a file
  * on a local block device. Its reads then skip the lock from the next one
  * on, which random readers, who never reach try_engage, would otherwise
- * pay on every call. Else notes whether the reads start at the file's
- * beginning: a stream that then reaches its end read the whole file. */
+ * pay on every call. Else starts its run where the reads start. */
 static bool first_look(struct pf_fd *slot, int fd, const struct pf_read_req *req)
 {
 	if (slot->flags & PF_FDF_LOOKED_AT)
@@ -63,44 +62,70 @@ static bool first_look(struct pf_fd *slot, int fd, const struct pf_read_req *req
 	off64_t at = req->offset;
 	if (at == PF_AT_FILE_OFFSET)
 		at = pf_libc.lseek64(fd, 0, SEEK_CUR);
-	if (at == 0)
-		slot->flags |= PF_FDF_FROM_START;
-	slot->next_off = at;
+	pf_run_start(&slot->run, at);
 	return false;
 }
 
-/* Where a read lands against the last one's end. read() lands where the
- * offset is: a seek in between was judged by on_seek (fdevents.c). */
-enum read_step { STEP_EXACT, STEP_FORWARD, STEP_ELSEWHERE };
+/* --- runs of reads ---------------------------------------------------------------- */
 
-static enum read_step read_step(const struct pf_fd *slot, const struct pf_read_req *req)
+enum read_step pf_run_step(const struct pf_run *run, off64_t at)
 {
-	off64_t gap = req->offset - slot->next_off;
-	if (req->offset == PF_AT_FILE_OFFSET || gap == 0)
+	off64_t gap = at - run->next_off;
+	if (at == PF_AT_FILE_OFFSET || gap == 0)
 		return STEP_EXACT;
-	return slot->next_off >= 0 && gap > 0 && gap <= PF_SKIP_MAX ? STEP_FORWARD : STEP_ELSEWHERE;
+	return run->next_off >= 0 && gap > 0 && gap <= PF_SKIP_MAX ? STEP_FORWARD : STEP_ELSEWHERE;
 }
 
-static void count_step(struct pf_fd *slot, enum read_step step)
+/* A run that starts at `at`: one from offset 0 may read the whole file. */
+void pf_run_start(struct pf_run *run, off64_t at)
 {
-	if (step == STEP_ELSEWHERE) {
-		slot->seq_reads = 1;
-		slot->flags &= (uint8_t)~PF_FDF_SKIPPED;
-		return;
-	}
+	run->next_off = at;
+	run->reads = 0;
+	run->flags = at == 0 ? PF_RUN_FROM_START : 0;
+}
+
+void pf_run_moved(struct pf_run *run, enum read_step step, off64_t to)
+{
 	if (step == STEP_FORWARD)
-		slot->flags |= PF_FDF_SKIPPED;
-	slot->seq_reads++;
+		run->flags = (uint8_t)((run->flags | PF_RUN_SKIPPED) & ~PF_RUN_FROM_START);
+	run->next_off = to;
+}
+
+void pf_run_count(struct pf_run *run, enum read_step step, off64_t at, size_t n)
+{
+	pf_run_moved(run, step, at >= 0 ? at + (off64_t)n : -1);
+	if (run->reads < UINT16_MAX)
+		run->reads++;
 }
 
 /* Reads in a row before a stream: a run with skips forward needs more of
  * them, so that a random reader, whose next read lands ahead now and then,
  * does not look like one. */
-static unsigned run_needed(const struct pf_fd *slot, const struct pf_settings *cfg)
+bool pf_run_long_enough(const struct pf_run *run, const struct pf_settings *cfg)
 {
-	if (!(slot->flags & PF_FDF_SKIPPED) || cfg->min_sequential >= PF_SKIP_RUN)
-		return cfg->min_sequential;
-	return PF_SKIP_RUN;
+	unsigned needed = cfg->min_sequential;
+	if ((run->flags & PF_RUN_SKIPPED) && needed < PF_SKIP_RUN)
+		needed = PF_SKIP_RUN;
+	return run->reads >= needed;
+}
+
+/* A read or seek at `at` left the current run: the other run becomes
+ * current if `at` goes on from it, else a new run starts there in place of
+ * the older one. A random reader starts a new run at nearly every read. */
+enum read_step pf_watch_step(struct pf_fd *slot, off64_t at)
+{
+	enum read_step step = pf_run_step(&slot->run, at);
+	if (step != STEP_ELSEWHERE)
+		return step;
+	struct pf_run older = slot->other;
+	slot->other = slot->run;
+	slot->run = older;
+	step = older.reads ? pf_run_step(&slot->run, at) : STEP_ELSEWHERE;
+	if (step == STEP_ELSEWHERE) {
+		pf_run_start(&slot->run, at);
+		step = STEP_EXACT;
+	}
+	return step;
 }
 
 /* A read of a descriptor without a stream: pass it through, and count
@@ -117,21 +142,18 @@ static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req
 		if (r != PF_NOT_SPLIT)
 			return r;
 	}
-	enum read_step step = read_step(slot, req);
-	if (step != STEP_EXACT)
-		slot->flags &= (uint8_t)~PF_FDF_FROM_START;
-	off64_t at = req->offset == PF_AT_FILE_OFFSET ? slot->next_off : req->offset;
+	enum read_step step = pf_watch_step(slot, req->offset);
+	off64_t at = req->offset == PF_AT_FILE_OFFSET ? slot->run.next_off : req->offset;
 	pthread_mutex_unlock(&slot->lock);
 	ssize_t r = pf_pass_through(fd, req);
 	int saved = errno;
 	pthread_mutex_lock(&slot->lock);
 	if (slot->state == PF_FD_WATCHING && r > 0) {
-		count_step(slot, step);
-		slot->next_off = at >= 0 ? at + r : -1;
-		if (slot->seq_reads >= run_needed(slot, cfg) || (slot->flags & PF_FDF_SEQ_ADVICE))
+		pf_run_count(&slot->run, step, at, (size_t)r);
+		if (pf_run_long_enough(&slot->run, cfg) || (slot->flags & PF_FDF_SEQ_ADVICE))
 			/* read(): where the kernel says, which another descriptor
 			 * of the same open file may have moved. */
-			try_engage(slot, fd, req->offset == PF_AT_FILE_OFFSET ? -1 : slot->next_off);
+			try_engage(slot, fd, req->offset == PF_AT_FILE_OFFSET ? -1 : slot->run.next_off);
 	}
 	errno = saved;
 	return r;
@@ -149,8 +171,8 @@ static void cached_read_counted(struct pf_fd *slot, const struct pf_read_req *re
 		return;
 	}
 	slot->state = PF_FD_WATCHING;
-	slot->seq_reads = (uint16_t)(pf_settings()->min_sequential - 1);
-	slot->next_off = req->offset == PF_AT_FILE_OFFSET ? -1 : req->offset + (off64_t)total;
+	slot->run.reads = (uint16_t)(pf_settings()->min_sequential - 1);
+	slot->run.next_off = req->offset == PF_AT_FILE_OFFSET ? -1 : req->offset + (off64_t)total;
 }
 
 static size_t request_size(const struct pf_read_req *req, bool *valid)

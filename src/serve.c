@@ -257,37 +257,103 @@ static bool stream_stale(struct pf_stream *s, int fd)
 	return false;
 }
 
-/* Where a read lands for its stream (s->lock held). A pread outside the
- * window is a stray: the file offset did not move, and an index or header
- * read elsewhere does not end a sequential reader. */
-enum read_fit { FIT_WINDOW, FIT_STRAY, FIT_ELSEWHERE, FIT_CHANGED };
-
-static enum read_fit read_fit(struct pf_stream *s, const struct pf_read_req *req, off64_t start,
-			      bool changed)
+/* The stream a read at start goes on from: one that expects it there,
+ * else one whose window holds it; NULL when none does (slot lock held).
+ * Two positions close together each keep their stream. */
+static struct pf_stream *stream_at(struct pf_fd *slot, off64_t start)
 {
-	if (changed)
-		return FIT_CHANGED;
-	if (start == s->pos || pf_chunk_at(s, start))
-		return FIT_WINDOW;
-	return req->offset == PF_AT_FILE_OFFSET ? FIT_ELSEWHERE : FIT_STRAY;
+	struct pf_stream *all[2] = { slot->stream, slot->stream2 }, *in_window = NULL;
+	for (unsigned i = 0; i < 2 && all[i]; i++) {
+		struct pf_stream *s = all[i];
+		pthread_mutex_lock(&s->lock);
+		bool at_pos = start == s->pos;
+		if (!at_pos && !in_window && pf_chunk_at(s, start))
+			in_window = s;
+		pthread_mutex_unlock(&s->lock);
+		if (at_pos)
+			return s;
+	}
+	return in_window;
 }
 
-/* Drops the stream of a reader that left it (slot lock held). */
-static void stream_drop(struct pf_fd *slot, int fd, off64_t at, const char *why)
+/* Drops a stream whose reader left it (slot lock held); what it read ahead
+ * for nothing is counted in bytes_wasted. */
+static void stream_drop(struct pf_fd *slot, int fd, struct pf_stream *s, off64_t at,
+			const char *why)
 {
 	PF_LOG(PF_LOG_INFO, "fd %d: read at %lld %s; stream dropped", fd, (long long)at, why);
 	PF_STAT_ADD(streams_dropped, 1);
-	pf_stream_detach(slot, false);
+	pf_stream_detach_one(slot, s, false);
+}
+
+/* A read no stream served: each stream counts it, and one that
+ * PF_MAX_MISSES reads in a row missed is dropped. Returns a stream that
+ * missed every read of the current run, or NULL (slot lock held). */
+static struct pf_stream *count_miss(struct pf_fd *slot, int fd, off64_t at)
+{
+	struct pf_stream *all[2] = { slot->stream, slot->stream2 }, *left = NULL;
+	for (unsigned i = 0; i < 2 && all[i]; i++) {
+		pthread_mutex_lock(&all[i]->lock);
+		unsigned misses = ++all[i]->misses;
+		pthread_mutex_unlock(&all[i]->lock);
+		if (misses >= PF_MAX_MISSES)
+			stream_drop(slot, fd, all[i], at, "after many reads outside the window");
+		else if (misses >= slot->run.reads && !left)
+			left = all[i];
+	}
+	return left;
+}
+
+/* A run of reads outside the streams got long enough for one: it replaces
+ * a stream the reader did not come back to during the run (it moved), or
+ * is the descriptor's second (two positions read in turn). With two
+ * streams both in use, a third position passes through (slot lock held). */
+static void engage_run(struct pf_fd *slot, int fd, struct pf_stream *left)
+{
+	if (left)
+		stream_drop(slot, fd, left, slot->run.next_off, "for another run of reads");
+	else if (slot->stream2)
+		slot->run.reads = 0;
+	if (!slot->stream2)
+		try_engage(slot, fd, slot->run.next_off);
+}
+
+/* A read that lands in no stream's window: from the kernel (a read()'s
+ * range is claimed: sv->start), counted in its own run (slot lock held). */
+static ssize_t stray_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
+			  struct serving *sv)
+{
+	enum read_step step = pf_run_step(&slot->run, sv->start);
+	if (step == STEP_ELSEWHERE) {
+		pf_run_start(&slot->run, sv->start);
+		step = STEP_EXACT;
+	}
+	ssize_t r;
+	if (req->offset == PF_AT_FILE_OFFSET) {
+		read_rest(fd, sv);
+		pf_settle_range(fd, req, sv->start, sv->total, sv->done);
+		r = pf_read_result(sv->done, sv->err);
+	} else {
+		r = pf_pass_through(fd, req);
+	}
+	int saved = errno;
+	if (r > 0)
+		pf_run_count(&slot->run, step, sv->start, (size_t)r);
+	struct pf_stream *left = count_miss(slot, fd, sv->start);
+	if (r > 0 && pf_run_long_enough(&slot->run, pf_settings()))
+		engage_run(slot, fd, left);
+	errno = saved;
+	return r;
 }
 
 /* Pages past the window a worker's read may have had the kernel read ahead. */
 #define PF_FORGET_SLACK ((off64_t)2 * 1024 * 1024)
 
-/* Drops a stream whose window may hold a short read's zeros, or whose file
- * changed under a FUSE page cache (the size a short read cut): once its
- * reads in flight are done, the pages of [from, to) are forgotten, so that
- * the kernel asks the storage again, which answers with the data or the
- * error (slot lock held). */
+/* Drops the streams of a FUSE file whose window may hold a short read's
+ * zeros, or that changed (the size a short read cut): once their reads in
+ * flight are done, the pages of [from, to) are forgotten, so that the
+ * kernel asks the storage again, which answers with the data or the error
+ * (slot lock held). */
 static void drop_forgetting(struct pf_fd *slot, int fd, off64_t from, off64_t to)
 {
 	PF_LOG(PF_LOG_INFO, "fd %d: read at %lld after a failed read ahead or a change; stream dropped",
@@ -300,16 +366,22 @@ static void drop_forgetting(struct pf_fd *slot, int fd, off64_t from, off64_t to
 
 /* --- the read ------------------------------------------------------------------------- */
 
-/* A pread more than a chunk ahead of the reader, which the next read does
+/* A read more than a chunk ahead of the reader, which the next read does
  * not go on from: a scanner looking at an index page before it goes on with
- * its leaves (sqlite), served from the window without moving the reader's
- * position, which would retire the chunks it comes back to (s->lock held). */
+ * its leaves (sqlite), or a footer read before the file from its start
+ * (Parquet, ZIP); served from the window without moving the reader's
+ * position, which would retire the chunks it comes back to. By read()
+ * only before the reader went on from where the stream started: a skipping
+ * reader's read() goes on from its last (s->lock held). */
 static bool glance_ahead(struct pf_stream *s, const struct pf_read_req *req, off64_t start,
 			 off64_t end)
 {
-	bool ahead = req->offset != PF_AT_FILE_OFFSET && start > s->pos + (off64_t)s->chunk_size;
+	bool ahead = (req->offset != PF_AT_FILE_OFFSET || !s->started) &&
+		     start > s->pos + (off64_t)s->chunk_size;
 	bool goes_on = s->glance_end && start >= s->glance_end;
 	s->glance_end = ahead && !goes_on ? end : 0;
+	if (ahead && !goes_on && req->offset != PF_AT_FILE_OFFSET)
+		pf_stream_pattern(s, PF_PATTERN_SCANNING);
 	return ahead && !goes_on;
 }
 
@@ -332,53 +404,56 @@ static struct pf_stream *serve_in_window(struct pf_fd *slot, int fd, struct pf_s
 		return s;
 	/* The storage failed there: from now on the kernel answers every
 	 * read, as without the library. */
-	stream_drop(slot, fd, sv->start, "at a read error");
+	stream_drop(slot, fd, s, sv->start, "at a read error");
 	return NULL;
+}
+
+/* The reader of s went on to sv's end, or glanced there (slot lock held). */
+static void stream_went_on(struct pf_stream *s, const struct pf_read_req *req,
+			   const struct serving *sv)
+{
+	off64_t end = sv->start + (off64_t)sv->done;
+	pthread_mutex_lock(&s->lock);
+	if (!glance_ahead(s, req, sv->start, end)) {
+		if (sv->start > s->pos)
+			pf_stream_pattern(s, PF_PATTERN_SKIPPING);
+		pf_stream_moved(s, end, sv->done == 0 && sv->err == 0);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* A read of a descriptor with a stream (slot lock held). */
 ssize_t pf_stream_read(struct pf_fd *slot, int fd, const struct pf_read_req *req, size_t total)
 {
-	struct pf_stream *s = slot->stream;
 	struct serving sv = { .start = pf_claim_range(fd, req, total), .total = total,
 			      .end = SERVE_REST_FROM_KERNEL, .cur = { req->iov, req->iovcnt, 0, 0 } };
 	if (sv.start < 0)
 		return pf_pass_through(fd, req);
+	struct pf_stream *s = stream_at(slot, sv.start);
+	if (!s)
+		return stray_read(slot, fd, req, &sv);
 	bool stale = stream_stale(s, fd);
 	pthread_mutex_lock(&s->lock);
-	enum read_fit fit = read_fit(s, req, sv.start, stale || s->shrunk || window_suspect(s));
-	if (fit == FIT_STRAY) {
-		/* Strays end the stream only PF_MAX_MISSES in a row. */
-		s->misses++;
-		if (s->misses < PF_MAX_MISSES) {
-			pthread_mutex_unlock(&s->lock);
-			return pf_pass_through(fd, req);
-		}
-	}
-	if (fit == FIT_WINDOW) {
-		s = serve_in_window(slot, fd, s, &sv);
-	} else {
-		/* The file changed: the kernel has it as it is now. Or a read
-		 * elsewhere: not a sequential reader any more. */
-		bool forget = fit == FIT_CHANGED && s->zero_fill_risk;
+	if (stale || s->shrunk || window_suspect(s)) {
+		/* The file changed: the kernel has it as it is now (on FUSE,
+		 * once a short read's zeros are out of its page cache). */
+		bool forget = s->zero_fill_risk;
 		off64_t from = s->pos < sv.start ? s->pos : sv.start, to = s->next_off;
 		pthread_mutex_unlock(&s->lock);
 		if (forget)
 			drop_forgetting(slot, fd, from, to);
 		else
-			stream_drop(slot, fd, sv.start,
-				    fit == FIT_CHANGED ? "after the file changed" : "outside the window");
+			stream_drop(slot, fd, s, sv.start, "after the file changed");
 		s = NULL;
+	} else {
+		s = serve_in_window(slot, fd, s, &sv);
 	}
 	if (sv.done < total && sv.end != SERVE_STOP)
 		read_rest(fd, &sv);
-	if (s) {
-		off64_t end = sv.start + (off64_t)sv.done;
-		pthread_mutex_lock(&s->lock);
-		if (!glance_ahead(s, req, sv.start, end))
-			pf_stream_moved(s, end, sv.done == 0 && sv.err == 0);
-		pthread_mutex_unlock(&s->lock);
-	}
+	if (s)
+		stream_went_on(s, req, &sv);
+	else if (!slot->stream)
+		pf_run_start(&slot->run, sv.start + (off64_t)sv.done);
 	pf_settle_range(fd, req, sv.start, total, sv.done);
 	return pf_read_result(sv.done, sv.err);
 }

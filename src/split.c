@@ -87,7 +87,7 @@ ssize_t pf_split_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
 	if (req->iovcnt != 1 || total < PF_SPLIT_MIN)
 		return PF_NOT_SPLIT; /* first: every watched read asks */
 	const struct pf_settings *cfg = pf_settings();
-	off64_t start = req->offset == PF_AT_FILE_OFFSET ? slot->next_off : req->offset;
+	off64_t start = req->offset == PF_AT_FILE_OFFSET ? slot->run.next_off : req->offset;
 	struct stat st;
 	if (start < 0 || !splittable(slot, fd, start, total, &st))
 		return PF_NOT_SPLIT;
@@ -115,6 +115,6 @@ ssize_t pf_split_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
 	PF_STAT_ADD(bytes_served, done);
 	pf_stream_unref_locked(s);
 	pf_settle_range(fd, req, start, total, (size_t)done);
-	slot->next_off = start + done;
+	slot->run.next_off = start + done;
 	return pf_read_result((size_t)done, err);
 }

@@ -22,14 +22,15 @@
  * switch. Cleared when such a speculative stream goes unused. */
 static int whole_file_reader;
 
-/* Streams attached to a descriptor: each may hold at most its share of
- * PREFETCH_MAX_MEMORY, so that a hundred files read at once all move. */
+/* Descriptors with a stream: each may hold at most its share of
+ * PREFETCH_MAX_MEMORY, so that a hundred files read at once all move; a
+ * descriptor's two streams split its share. */
 static unsigned live_streams;
 
-static unsigned fair_depth(const struct pf_settings *cfg, size_t chunk)
+static unsigned fair_depth(const struct pf_stream *s)
 {
 	unsigned n = __atomic_load_n(&live_streams, __ATOMIC_RELAXED);
-	uint64_t share = cfg->max_memory / (n ? n : 1) / chunk;
+	uint64_t share = pf_settings()->max_memory / (n ? n : 1) / s->shares / s->chunk_size;
 	return share ? (unsigned)(share < PF_MAX_DEPTH ? share : PF_MAX_DEPTH) : 1;
 }
 
@@ -82,6 +83,7 @@ struct pf_stream *pf_stream_new(int fd, off64_t pos, const struct stat *version,
 	pthread_cond_init(&s->changed, NULL);
 	s->fd = fd;
 	s->refs = 1;
+	s->shares = 1;
 	s->chunk_size = chunk;
 	s->max_depth = max_depth;
 	s->depth = max_depth < PF_INITIAL_DEPTH ? max_depth : PF_INITIAL_DEPTH;
@@ -124,7 +126,7 @@ static bool chunk_buffer(struct pf_stream *s, struct pf_chunk *c, const struct p
 void pf_stream_fill(struct pf_stream *s)
 {
 	const struct pf_settings *cfg = pf_settings();
-	unsigned limit = fair_depth(cfg, s->chunk_size);
+	unsigned limit = fair_depth(s);
 	if (limit > s->depth)
 		limit = s->depth;
 	bool queued = false;
@@ -152,7 +154,7 @@ void pf_stream_fill(struct pf_stream *s)
 void pf_chunk_free(struct pf_stream *s, struct pf_chunk *c)
 {
 	c->state = CHUNK_FREE;
-	if (c->buf && s->nbufs > fair_depth(pf_settings(), s->chunk_size)) {
+	if (c->buf && s->nbufs > fair_depth(s)) {
 		free(c->buf);
 		c->buf = NULL;
 		s->nbufs--;
@@ -212,6 +214,7 @@ static void stream_advance(struct pf_stream *s)
  * note a whole file read from its start (slot and s->lock held). */
 void pf_stream_moved(struct pf_stream *s, off64_t pos, bool at_eof)
 {
+	s->started |= pos != s->pos;
 	s->pos = pos;
 	if (s->pos > s->eof_hint)
 		s->eof_hint = PF_OFF_MAX; /* the file grew */
@@ -255,26 +258,41 @@ struct pf_chunk *pf_first_queued(struct pf_stream *s)
 	return NULL;
 }
 
-/* Makes s the slot's stream (slot lock held). */
+static void stream_share(struct pf_stream *s, unsigned shares)
+{
+	pthread_mutex_lock(&s->lock);
+	s->shares = shares;
+	pthread_mutex_unlock(&s->lock);
+}
+
 void pf_stream_attach(struct pf_fd *slot, struct pf_stream *s)
 {
+	if (slot->stream) {
+		slot->stream2 = s;
+		stream_share(slot->stream, 2);
+		stream_share(s, 2);
+		return;
+	}
 	slot->stream = s;
 	slot->state = PF_FD_STREAMING;
 	__atomic_add_fetch(&live_streams, 1, __ATOMIC_RELAXED);
 }
 
-/* Detaches the stream from its slot (slot lock held). With wait_inflight,
- * returns only when no read of the descriptor is in flight, so the caller
- * may close it: a worker must never pread a number that was reused. */
-void pf_stream_detach(struct pf_fd *slot, bool wait_inflight)
+/* With wait_inflight, returns only when no read of the descriptor is in
+ * flight, so the caller may close it: a worker must never pread a number
+ * that was reused. */
+void pf_stream_detach_one(struct pf_fd *slot, struct pf_stream *s, bool wait_inflight)
 {
-	struct pf_stream *s = slot->stream;
-	if (!s)
-		return;
-	slot->stream = NULL;
-	if (slot->state == PF_FD_STREAMING)
-		slot->state = PF_FD_WATCHING;
-	__atomic_sub_fetch(&live_streams, 1, __ATOMIC_RELAXED);
+	if (s == slot->stream)
+		slot->stream = slot->stream2;
+	slot->stream2 = NULL;
+	if (slot->stream) {
+		stream_share(slot->stream, 1);
+	} else {
+		if (slot->state == PF_FD_STREAMING)
+			slot->state = PF_FD_WATCHING;
+		__atomic_sub_fetch(&live_streams, 1, __ATOMIC_RELAXED);
+	}
 	pthread_mutex_lock(&s->lock);
 	if (s->speculative && s->served == 0)
 		__atomic_store_n(&whole_file_reader, 0, __ATOMIC_RELAXED);
@@ -285,6 +303,36 @@ void pf_stream_detach(struct pf_fd *slot, bool wait_inflight)
 	while (wait_inflight && s->inflight)
 		pthread_cond_wait(&s->changed, &s->lock);
 	pf_stream_unref_locked(s);
+}
+
+void pf_stream_detach(struct pf_fd *slot, bool wait_inflight)
+{
+	while (slot->stream)
+		pf_stream_detach_one(slot, slot->stream, wait_inflight);
+}
+
+static uint64_t *pattern_counter(enum stream_pattern p)
+{
+	switch (p) {
+	case PF_PATTERN_SEQUENTIAL: return &pf_stats.streams_sequential;
+	case PF_PATTERN_SKIPPING: return &pf_stats.streams_skipping;
+	case PF_PATTERN_SCANNING: return &pf_stats.streams_scanning;
+	case PF_PATTERN_SECOND: return &pf_stats.streams_second;
+	default: return NULL;
+	}
+}
+
+/* Counts s under pattern p instead of the one before, when p comes later
+ * (slot lock held). */
+void pf_stream_pattern(struct pf_stream *s, enum stream_pattern p)
+{
+	if (p <= s->pattern)
+		return;
+	uint64_t *was = pattern_counter((enum stream_pattern)s->pattern);
+	if (was)
+		__atomic_sub_fetch(was, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(pattern_counter(p), 1, __ATOMIC_RELAXED);
+	s->pattern = (uint8_t)p;
 }
 
 /* In a forked child, which has none of the workers: frees a stream without

@@ -35,6 +35,17 @@ enum stream_mode {
 	MODE_ORDERED,  /* one, in file order: a sequential stream per handle */
 };
 
+/* The pattern a stream's reader followed, each stream counted under one
+ * (streams_sequential...): the last a stream showed in this order, but a
+ * descriptor's second stream is counted as such. */
+enum stream_pattern {
+	PF_PATTERN_NONE,
+	PF_PATTERN_SEQUENTIAL,
+	PF_PATTERN_SKIPPING, /* skips forward */
+	PF_PATTERN_SCANNING, /* preads ahead of the reader now and then (glance_ahead) */
+	PF_PATTERN_SECOND,   /* a second position of its descriptor */
+};
+
 struct pf_chunk {
 	off64_t off;     /* file offset of buf[0] */
 	size_t len;      /* bytes valid once DONE */
@@ -62,7 +73,10 @@ struct pf_stream {
 	unsigned nwin;            /* chunks in the window, in file order */
 	unsigned inflight;        /* chunks READING (by workers or the reader) */
 	unsigned nbufs;           /* chunk buffers allocated */
-	unsigned misses;          /* preads outside the window in a row */
+	unsigned misses;          /* reads in a row that no stream served */
+	unsigned shares;          /* streams of its descriptor: its share of memory */
+	uint8_t pattern;          /* enum stream_pattern */
+	bool started;             /* the reader went on from pos at least once */
 	off64_t glance_end;       /* end of the last pread well ahead of pos, 0 if none */
 	off64_t pos;              /* where the reader is expected next */
 	off64_t next_off;         /* end of the window: the next chunk to schedule */
@@ -102,8 +116,12 @@ struct pf_stream *pf_stream_new(int fd, off64_t pos, const struct stat *version,
 void pf_stream_unref_locked(struct pf_stream *s);
 void pf_stream_fill(struct pf_stream *s);
 void pf_stream_moved(struct pf_stream *s, off64_t pos, bool at_eof);
+/* Makes s the slot's stream, or its second (slot lock held). */
 void pf_stream_attach(struct pf_fd *slot, struct pf_stream *s);
+/* Detaches one stream of the slot, or all of them (slot lock held). */
+void pf_stream_detach_one(struct pf_fd *slot, struct pf_stream *s, bool wait_inflight);
 void pf_stream_detach(struct pf_fd *slot, bool wait_inflight);
+void pf_stream_pattern(struct pf_stream *s, enum stream_pattern p);
 void pf_chunk_free(struct pf_stream *s, struct pf_chunk *c);
 void pf_note_chunk_end(struct pf_stream *s, const struct pf_chunk *c);
 struct pf_chunk *pf_chunk_at(struct pf_stream *s, off64_t pos);
@@ -151,6 +169,21 @@ void pf_settle_range(int fd, const struct pf_read_req *req, off64_t start, size_
 /* done, or -1 with errno err when nothing was read and err is set. */
 ssize_t pf_read_result(size_t done, int err);
 ssize_t pf_stream_read(struct pf_fd *slot, int fd, const struct pf_read_req *req, size_t total);
+
+/* --- readpath.c: runs of reads ---------------------------------------------------- */
+
+/* Where a read at `at` lands against a run's end. PF_AT_FILE_OFFSET, a
+ * read(), lands where the offset is: a seek before it was judged then. */
+enum read_step { STEP_EXACT, STEP_FORWARD, STEP_ELSEWHERE };
+enum read_step pf_run_step(const struct pf_run *run, off64_t at);
+void pf_run_start(struct pf_run *run, off64_t at);
+/* The run goes on to `to` (a seek), or past n bytes read at `at` (-1 unknown). */
+void pf_run_moved(struct pf_run *run, enum read_step step, off64_t to);
+void pf_run_count(struct pf_run *run, enum read_step step, off64_t at, size_t n);
+bool pf_run_long_enough(const struct pf_run *run, const struct pf_settings *cfg);
+/* The step of a watched descriptor's read or seek at `at`, switching
+ * between its two runs (slot lock held). */
+enum read_step pf_watch_step(struct pf_fd *slot, off64_t at);
 
 /* --- split.c, readpath.c, fdevents.c --------------------------------------------- */
 

@@ -8,6 +8,15 @@
  *   skip:BYTES           lseek(fd, BYTES, SEEK_CUR)
  *   random:SIZE:COUNT    COUNT pread() calls of SIZE bytes at pseudo-random offsets
  *   lseekrandom:SIZE:COUNT  the same with lseek(SEEK_SET) + read()
+ *   at:OFFSET            where the next pread: step reads (seek: sets it too)
+ *   pread:SIZE:COUNT     COUNT pread() calls of SIZE bytes, each after the last
+ *   twopread:SIZE:COUNT  COUNT rounds of two preads of SIZE bytes, one at each
+ *                        of two positions going forward, from 0 and from the
+ *                        middle of the file (a merge of two sorted runs)
+ *   twoseek:SIZE:COUNT   the same with lseek(SEEK_SET) + read()
+ *   jumppread:SIZE:COUNT / jumpseek:SIZE:COUNT  the same, but the second
+ *                        position jumps to a pseudo-random offset each round
+ *   reopen:0             close the file and open it again
  *   sleep:MS             pause (lets workers run ahead)
  *   shrink:SIZE          truncate the file's backing copy (the path in
  *                        $ACCESS_PATTERN_BACKING, else FILE) to SIZE bytes
@@ -49,6 +58,22 @@ static void report(const char *what, ssize_t r, const unsigned char *buf, int fd
 	       r < 0 ? strerror(errno) : "");
 }
 
+/* One read of SIZE at *pos, by pread or lseek + read; *pos goes past it. */
+static void read_at(int fd, off_t *pos, unsigned char *buf, size_t size, int by_pread,
+		    const char *what)
+{
+	ssize_t r;
+	if (by_pread) {
+		r = pread(fd, buf, size, *pos);
+	} else {
+		lseek(fd, *pos, SEEK_SET);
+		r = read(fd, buf, size);
+	}
+	report(what, r, buf, fd);
+	if (r > 0)
+		*pos += r;
+}
+
 /* Changes the file as another process (the server) would: 0 or -1. */
 static int change_backing(const char *path, const char *kind, long long a, long long b)
 {
@@ -75,6 +100,7 @@ int main(int argc, char **argv)
 		perror(argv[1]);
 		return 1;
 	}
+	off_t at = 0, two[2] = { 0, st.st_size / 2 };
 	for (int i = 2; i < argc; i++) {
 		char kind[16];
 		long long a = 0, b = 0;
@@ -89,7 +115,25 @@ int main(int argc, char **argv)
 			for (long long k = 0; k < b; k++)
 				report("read", read(fd, buf, (size_t)a), buf, fd);
 		} else if (strcmp(kind, "seek") == 0) {
+			at = (off_t)a;
 			printf("seek %lld\n", (long long)lseek(fd, a, SEEK_SET));
+		} else if (strcmp(kind, "at") == 0) {
+			at = (off_t)a;
+		} else if (strcmp(kind, "pread") == 0) {
+			for (long long k = 0; k < b; k++)
+				read_at(fd, &at, buf, (size_t)a, 1, kind);
+		} else if (strncmp(kind, "two", 3) == 0 || strncmp(kind, "jump", 4) == 0) {
+			int by_pread = strstr(kind, "pread") != NULL;
+			for (long long k = 0; k < b; k++) {
+				read_at(fd, &two[0], buf, (size_t)a, by_pread, kind);
+				if (kind[0] == 'j')
+					two[1] = (off_t)(next_random() % (uint64_t)(st.st_size + 1));
+				read_at(fd, &two[1], buf, (size_t)a, by_pread, kind);
+			}
+		} else if (strcmp(kind, "reopen") == 0) {
+			close(fd);
+			fd = open(argv[1], O_RDONLY);
+			printf("reopen %d\n", fd < 0 ? -1 : 0);
 		} else if (strcmp(kind, "skip") == 0) {
 			printf("skip %lld\n", (long long)lseek(fd, a, SEEK_CUR));
 		} else if (strcmp(kind, "random") == 0 || strcmp(kind, "lseekrandom") == 0) {

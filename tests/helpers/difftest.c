@@ -215,6 +215,7 @@ static void files_create(const struct files *fs, const char *dir)
 enum kind {
 	/* on a descriptor handle */
 	OP_OPEN, OP_CLOSE, OP_READ_RUN, OP_READV_RUN, OP_PREAD_RUN, OP_PREAD_RANDOM,
+	OP_TWO_RUNS, OP_STRIDE,
 	OP_LSEEK, OP_DUP, OP_EOF_APPEND, OP_FCNTL, OP_FADVISE,
 	/* on a stream handle */
 	OP_FOPEN, OP_FCLOSE, OP_FREAD_RUN, OP_FGETS_RUN, OP_GETLINE_RUN, OP_GETC_RUN,
@@ -232,6 +233,7 @@ static const struct {
 	[OP_OPEN] = { "open", 6 },          [OP_CLOSE] = { "close", 3 },
 	[OP_READ_RUN] = { "read-run", 14 }, [OP_READV_RUN] = { "readv-run", 5 },
 	[OP_PREAD_RUN] = { "pread-run", 6 }, [OP_PREAD_RANDOM] = { "pread-random", 3 },
+	[OP_TWO_RUNS] = { "two-runs", 3 },  [OP_STRIDE] = { "stride", 2 },
 	[OP_LSEEK] = { "lseek", 6 },        [OP_DUP] = { "dup", 4 },
 	[OP_EOF_APPEND] = { "eof-append", 2 }, [OP_FCNTL] = { "fcntl-setfl", 1 },
 	[OP_FADVISE] = { "fadvise", 2 },
@@ -411,6 +413,11 @@ static void choose_params(struct op *op, struct rng *r)
 		break;
 	case OP_PREAD_RANDOM:
 		op->count = (int)range(r, 1, 8);
+		break;
+	case OP_TWO_RUNS:
+	case OP_STRIDE:
+		op->count = (int)range(r, 4, 40);
+		op->variant = (int)below(r, 2);
 		break;
 	case OP_LSEEK:
 	case OP_FSEEKO:
@@ -818,6 +825,51 @@ static void do_pread_random(const struct op *op)
 	for (int i = 0; i < op->count; i++) {
 		off_t at = offset_in(&r, file_size_of(h->fd), 70000);
 		pread_step(h->fd, pick_size(&r), at, chance(&r, 20));
+	}
+}
+
+/* Two positions read in turn, each going forward (a merge of two sorted
+ * runs of one file): by pread, or (variant 1) by lseek + read. */
+static void do_two_runs(const struct op *op)
+{
+	struct raw *h = raw_handle(op);
+	struct rng r = { op->rs };
+	if (!h)
+		return;
+	off_t size = file_size_of(h->fd), at[2] = { offset_in(&r, size / 2, 0), 0 };
+	at[1] = at[0] + range(&r, 1, size / 2 + 1);
+	size_t n = pick_size(&r);
+	for (int i = 0; i < 2 * op->count; i++) {
+		off_t *p = &at[i % 2];
+		if (op->variant) {
+			long long to = (long long)lseek(h->fd, *p, SEEK_SET);
+			say("lseek %lld SEEK_SET -> %lld", (long long)*p, to);
+			read_step(h->fd, n, "read");
+		} else {
+			pread_step(h->fd, n, *p, false);
+		}
+		*p += (off_t)n;
+	}
+}
+
+/* A fixed-size read, then a fixed skip forward, by lseek (variant 1) or
+ * pread at the stride. */
+static void do_stride(const struct op *op)
+{
+	struct raw *h = raw_handle(op);
+	struct rng r = { op->rs };
+	if (!h)
+		return;
+	size_t n = pick_size(&r);
+	off_t skip = range(&r, 1, 600000), at = fd_offset(h->fd);
+	for (int i = 0; i < op->count; i++, at += (off_t)n + skip) {
+		if (!op->variant) {
+			pread_step(h->fd, n, at, false);
+			continue;
+		}
+		read_step(h->fd, n, "read");
+		long long to = (long long)lseek(h->fd, skip, SEEK_CUR);
+		say("lseek +%lld SEEK_CUR -> %lld", (long long)skip, to);
 	}
 }
 
@@ -1353,6 +1405,8 @@ static void execute(const struct op *op)
 	case OP_READV_RUN: do_readv_run(op); break;
 	case OP_PREAD_RUN: do_pread_run(op); break;
 	case OP_PREAD_RANDOM: do_pread_random(op); break;
+	case OP_TWO_RUNS: do_two_runs(op); break;
+	case OP_STRIDE: do_stride(op); break;
 	case OP_LSEEK: do_lseek(op); break;
 	case OP_DUP: do_dup(op); break;
 	case OP_EOF_APPEND: do_eof_append(op); break;

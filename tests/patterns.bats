@@ -1,0 +1,112 @@
+#!/usr/bin/env bats
+# Readers that are not strictly sequential (issue 16): two positions of one
+# descriptor read in turn (a merge of two sorted runs, cmp), and files read
+# footer first (Parquet, ZIP). On a local file and on slowfs: same bytes,
+# offsets and exit status in the three modes, and prefetching engaged.
+
+bats_require_minimum_version 1.5.0
+load test_helper
+
+teardown() {
+	[ -z "${MNT:-}" ] || slowfs_umount "$MNT"
+}
+
+# two_streams FILE: the two-position reader, by pread and by lseek + read,
+# each position served by a stream of its own.
+two_streams() {
+	local how
+	for how in twopread twoseek; do
+		rm -f "$STATS"
+		run -0 check_three_modes "$HELPERS/access_pattern" "$1" "$how:65536:120"
+		echo "$how: $(cat "$STATS")"
+		assert_engaged
+		[ "$(stat_sum files_prefetched)" -eq 1 ]
+		[ "$(stat_sum streams_second)" -eq 1 ]
+		[ "$(stat_sum streams_dropped)" -eq 0 ]
+		# Nearly every byte of both positions came from the buffers.
+		[ "$(stat_sum bytes_served)" -ge $((2 * 110 * 65536)) ]
+	done
+}
+
+# footer_first FILE SIZE: a read of the last 8 bytes, then the file from
+# its start to its end, twice (a reopen in between): engaged as a plain
+# sequential reader, and a whole-file reader, so the second open is
+# prefetched at once.
+footer_first() {
+	local reads=$(($2 / 65536 + 2)) how
+	for how in "seek read" "at pread"; do
+		set -- "$1" "$2" ${how% *} ${how#* }
+		rm -f "$STATS"
+		run -0 check_three_modes "$HELPERS/access_pattern" "$1" "$3:$(($2 - 8))" "$4:8:1" \
+			"$3:0" "$4:65536:$reads" reopen:0 "$3:$(($2 - 8))" "$4:8:1" "$3:0" "$4:65536:$reads"
+		echo "$how: $(cat "$STATS")"
+		assert_engaged
+		[ "$(stat_sum streams_at_open)" -eq 1 ]
+		[ "$(stat_sum streams_sequential)" -eq 2 ]
+		[ "$(stat_sum streams_dropped)" -eq 0 ]
+		[ "$(stat_sum bytes_served)" -ge $((2 * $2 - 4 * 65536)) ]
+	done
+}
+
+@test "two positions read in turn (pread, lseek + read): a stream each" {
+	make_file data 40000000
+	two_streams data
+}
+
+@test "two positions read in turn on slowfs: a stream each" {
+	make_file "$BATS_TEST_TMPDIR/data" 40000000
+	SRC=$BATS_TEST_TMPDIR/src
+	mkdir -p "$SRC" && mv "$BATS_TEST_TMPDIR/data" "$SRC/data"
+	mount_slowfs_or_skip --delay-us=500
+	two_streams "$MNT/data"
+}
+
+@test "two positions, the second then jumping at random: its stream dropped, its waste counted" {
+	make_file data 64000000
+	export PREFETCH_WINDOW=2M
+	local how
+	for how in pread seek; do
+		rm -f "$STATS"
+		run -0 check_three_modes "$HELPERS/access_pattern" data "two$how:65536:30" "jump$how:65536:40"
+		echo "$how: $(cat "$STATS")"
+		assert_engaged
+		[ "$(stat_sum streams_second)" -eq 1 ]
+		[ "$(stat_sum streams_dropped)" -ge 1 ]
+		[ "$(stat_sum bytes_wasted)" -gt 0 ]
+	done
+}
+
+@test "a third position read in turn with two streamed ones passes through; no stream churns" {
+	make_file data 40000000
+	local steps=() i
+	for i in $(seq 0 59); do
+		steps+=(seek:$((i * 65536)) read:65536:1 seek:$((13000000 + i * 65536)) read:65536:1)
+		[ "$i" -lt 10 ] || steps+=(seek:$((26000000 + i * 65536)) read:65536:1)
+	done
+	run -0 check_three_modes "$HELPERS/access_pattern" data "${steps[@]}"
+	echo "stats: $(cat "$STATS")"
+	assert_engaged
+	[ "$(stat_sum files_prefetched)" -eq 1 ]
+	[ "$(stat_sum streams_second)" -eq 1 ]
+	[ "$(stat_sum streams_dropped)" -eq 0 ]
+}
+
+@test "random readers still never engage, with two runs watched" {
+	make_file data 30000000
+	run -0 check_three_modes "$HELPERS/access_pattern" data random:4096:2000 lseekrandom:65536:500
+	echo "stats: $(cat "$STATS")"
+	[ "$(stat_sum files_prefetched)" -eq 0 ]
+}
+
+@test "footer first, then from the start (pread, lseek + read): a whole-file reader" {
+	make_file data 20000000
+	footer_first data 20000000
+}
+
+@test "footer first, then from the start, on slowfs" {
+	SRC=$BATS_TEST_TMPDIR/src
+	mkdir -p "$SRC"
+	make_file "$SRC/data" 20000000
+	mount_slowfs_or_skip --delay-us=500
+	footer_first "$MNT/data" 20000000
+}
