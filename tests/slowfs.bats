@@ -307,7 +307,7 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 
 # A FUSE server that dies fails the requests in flight with ECONNABORTED
 # and later ones with ENOTCONN. Without the library a reader gets ENOTCONN
-# when the kill falls between two of its requests (1 round in 20 or so);
+# when the kill falls between two of its requests (4 runs in 68 here);
 # its read is in flight nearly always, and with the library always (the
 # workers'), so the program gets the error the kernel gave at that offset,
 # and the workers fetch nothing after the first failure.
