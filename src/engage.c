@@ -109,7 +109,7 @@ static bool nothing_to_gain(struct pf_fd *slot, int fd, const struct pf_settings
 		window_end = st->st_size;
 	if (cfg->skip_cached && pf_range_cached(fd, pos, window_end)) {
 		slot->state = PF_FD_CACHED;
-		slot->bypass_left = cfg->window;
+		slot->bypass_left = (uint32_t)cfg->window; /* <= PF_WINDOW_MAX */
 		PF_STAT_ADD(cached_skips, 1);
 		return true;
 	}

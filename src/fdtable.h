@@ -46,18 +46,22 @@ struct pf_run {
 
 struct pf_stream;
 
+/* Every descriptor a program reads has one, idle or not: keep it small
+ * (96 bytes; tests/invariants.bats holds 10,000 of them under 128 each). */
 struct pf_fd {
 	pthread_mutex_t lock;     /* all-zero is PTHREAD_MUTEX_INITIALIZER in glibc */
 	uint8_t state;            /* enum pf_fd_state */
 	uint8_t flags;            /* enum pf_fd_flags */
+	uint32_t bypass_left;     /* PF_FD_CACHED: bytes until the next cache check (<= window) */
 	/* The reads of the current position; while streaming, of those no
 	 * stream serves. Watching, other holds the previous position's, so
 	 * that two positions read in turn (a merge, cmp) each keep a run. */
 	struct pf_run run, other;
-	uint64_t bypass_left;     /* PF_FD_CACHED: bytes until the next cache check */
 	struct pf_stream *stream; /* PF_FD_STREAMING only */
 	struct pf_stream *stream2; /* a second position's stream, or NULL */
 };
+
+_Static_assert(sizeof(struct pf_fd) <= 96, "a descriptor slot grew: idle descriptors cost more");
 
 /* The slot of fd, or NULL when fd is out of range or its page does not exist. */
 struct pf_fd *pf_fd_find(int fd);

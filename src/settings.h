@@ -12,7 +12,7 @@
 
 #define PF_WINDOW_DEFAULT      (8 * PF_MIB)
 #define PF_WINDOW_MIN          (64 * PF_KIB)
-#define PF_WINDOW_MAX          (1 * PF_GIB)
+#define PF_WINDOW_MAX          (1 * PF_GIB) /* fits pf_fd.bypass_left */
 #define PF_CHUNK_DEFAULT       (256 * PF_KIB)
 #define PF_CHUNK_MIN           (4 * PF_KIB)
 #define PF_CHUNK_MAX           (64 * PF_MIB)
