@@ -21,6 +21,20 @@ uint64_t fnv1a(uint64_t h, const void *data, size_t n)
 	return h;
 }
 
+uint64_t hash_block(const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	uint64_t h = FNV_INIT ^ n;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		h = (h ^ w) * 0x100000001b3ULL;
+		h ^= h >> 29;
+	}
+	return fnv1a(h, p + i, n - i);
+}
+
 unsigned char offset_byte(off_t pos, unsigned key)
 {
 	uint64_t word = (uint64_t)pos & ~(uint64_t)7;

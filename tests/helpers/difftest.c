@@ -4,7 +4,7 @@
  *       Creates a few files in D (sizes and content chosen by the seed),
  *       generates N pseudo-random operations from the seed and runs them,
  *       printing one line per operation or step: every return value, errno
- *       on failure, an FNV-1a hash of the bytes read, and the offset
+ *       on failure, a hash of the bytes read (hash_block), and the offset
  *       (lseek(fd, 0, SEEK_CUR) for descriptors, ftello for streams) after
  *       it. LIST ("3,7,10-12") runs only those operations; the others are
  *       still generated, so an operation is the same in every subset.
@@ -609,7 +609,7 @@ static void result(char *s, size_t size, ssize_t r, int err, const void *region,
 	if (r < 0)
 		snprintf(s, size, "-1 %s", errno_name(err));
 	else
-		snprintf(s, size, "%zd h=%016" PRIx64, r, fnv1a(FNV_INIT, region, len));
+		snprintf(s, size, "%zd h=%016" PRIx64, r, hash_block(region, len));
 }
 
 static long long fd_offset(int fd)
@@ -1117,7 +1117,7 @@ static size_t fread_step_by(FILE *fp, size_t es, size_t n, bool unlocked)
 	size_t got = unlocked ? fread_unlocked(run.buf, es, n, fp) : fread(run.buf, es, n, fp);
 	stream_state(fp, st, sizeof(st));
 	say("%s %zux%zu -> %zu h=%016" PRIx64 " %s", unlocked ? "fread_unlocked" : "fread", es, n, got,
-	    fnv1a(FNV_INIT, run.buf, es * n), st);
+	    hash_block(run.buf, es * n), st);
 	return got;
 }
 
@@ -1174,7 +1174,7 @@ static void do_fgets_run(const struct op *op)
 		char *p = fgets((char *)run.buf, n, s->fp);
 		stream_state(s->fp, st, sizeof(st));
 		say("fgets %d -> %s h=%016" PRIx64 " %s", n, p ? "ok" : "NULL",
-		    fnv1a(FNV_INIT, run.buf, (size_t)n), st);
+		    hash_block(run.buf, (size_t)n), st);
 	}
 }
 
@@ -1192,7 +1192,7 @@ static void do_getline_run(const struct op *op)
 		ssize_t n = getline(&line, &cap, s->fp);
 		stream_state(s->fp, st, sizeof(st));
 		say("getline -> %zd h=%016" PRIx64 " %s", n,
-		    fnv1a(FNV_INIT, line, n > 0 ? (size_t)n : 0), st);
+		    hash_block(line, n > 0 ? (size_t)n : 0), st);
 	}
 	free(line);
 }
@@ -1352,7 +1352,7 @@ static void *reader_main(void *arg)
 		t->res[i].n = n;
 		t->res[i].at = at;
 		t->res[i].off = fd_offset(fd);
-		t->res[i].hash = fnv1a(FNV_INIT, buf, n);
+		t->res[i].hash = hash_block(buf, n);
 	}
 	if (fd >= 0)
 		close(fd);
