@@ -26,6 +26,7 @@
 #include "fileahead_table.h"
 #include "libc.h"
 #include "log.h"
+#include "nodebudget.h"
 #include "settings.h"
 #include "stats.h"
 #include "thread.h"
@@ -127,7 +128,7 @@ static int open_regular(const char *path, struct stat *st, bool *skip)
 }
 
 /* Fetches e, in AHEAD_OPENING (pf_fa.lock not held; e->path stays). */
-static void fetch(struct ahead *e)
+static void fetch_file(struct ahead *e)
 {
 	struct stat st, after;
 	bool skip = false;
@@ -178,6 +179,20 @@ static void fetch(struct ahead *e)
 	fetch_end(e, ok, !ok);
 }
 
+/* One fetch, from its open to its last read, is one request in flight
+ * against the node's cap (nodebudget.c); at the cap the program reads the
+ * file itself. Returns with pf_fa.lock held. */
+static void fetch(struct ahead *e)
+{
+	if (!pf_node_request_acquire()) {
+		pthread_mutex_lock(&pf_fa.lock);
+		fetch_end(e, false, false);
+		return;
+	}
+	fetch_file(e);
+	pf_node_request_release();
+}
+
 static void *fetcher_main(void *unused)
 {
 	(void)unused;
@@ -225,6 +240,7 @@ void pf_ahead_pool_grow(void)
 		queued += pf_fa.e[i].state == AHEAD_QUEUED;
 	if (queued <= pf_fa.idle || pf_fa.started >= max)
 		return;
+	pf_node_attach();
 	if (pf_thread_start(fetcher_main, PF_AHEAD_STACK) == 0)
 		pf_fa.started++;
 	else if (pf_fa.started == 0)

@@ -29,6 +29,7 @@
 #include "engine.h"
 #include "libc.h"
 #include "mmap_table.h"
+#include "nodebudget.h"
 #include "settings.h"
 #include "stats.h"
 #include "thread.h"
@@ -52,6 +53,7 @@ static void *worker_main(void *unused);
  * and no mapping busy: pthread_create may allocate. */
 static bool spawn_worker(void)
 {
+	pf_node_attach();
 	return pf_thread_start(worker_main, PF_MMAP_WORKER_STACK) == 0;
 }
 
@@ -354,13 +356,19 @@ static void do_step(struct pf_map *m, const struct pf_settings *cfg)
 	size_t n = m->target - m->ahead;
 	if (n > per * PF_MMAP_ADVISE_STEP)
 		n = per * PF_MMAP_ADVISE_STEP;
-	bool reserved = pf_memory_reserve(n, cfg->max_memory) == 0;
-	if (!reserved && n > PF_MMAP_ADVISE_STEP) {
-		n = PF_MMAP_ADVISE_STEP; /* near the cap: one step at a time */
-		reserved = pf_memory_reserve(n, cfg->max_memory) == 0;
+	/* A step is one read in flight against the node's cap (nodebudget.c). */
+	bool reserved = pf_node_request_acquire();
+	if (reserved && pf_memory_reserve(n, cfg->max_memory) != 0) {
+		/* Near the memory cap: one step at a time. */
+		reserved = n > PF_MMAP_ADVISE_STEP &&
+			   pf_memory_reserve(PF_MMAP_ADVISE_STEP, cfg->max_memory) == 0;
+		if (reserved)
+			n = PF_MMAP_ADVISE_STEP;
+		else
+			pf_node_request_release();
 	}
 	if (!reserved) {
-		m->target = m->ahead; /* at the cap: wait until the program catches up */
+		m->target = m->ahead; /* at a cap: wait until the program catches up */
 		return;
 	}
 	void *addr = (void *)(m->shadow + m->ahead);
@@ -382,6 +390,7 @@ static void do_step(struct pf_map *m, const struct pf_settings *cfg)
 		pf_libc.madvise(addr, n, MADV_DONTNEED);
 	}
 	uint64_t took = pf_now_ns() - t0;
+	pf_node_request_release();
 
 	pthread_mutex_lock(&pf_mm.lock);
 	m->busy--;

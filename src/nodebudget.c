@@ -409,6 +409,12 @@ void pf_node_memory_release(uint64_t bytes)
 	}
 }
 
+void pf_node_attach(void)
+{
+	if (enter(true) > 0)
+		leave();
+}
+
 bool pf_node_request_acquire(void)
 {
 	int in = enter(true);

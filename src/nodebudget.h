@@ -60,6 +60,11 @@ void pf_node_memory_release(uint64_t bytes);
 bool pf_node_request_acquire(void);
 void pf_node_request_release(void);
 
+/* Attaches now if it has not: before a thread with a descriptor table of
+ * its own starts (mmap workers, fetchers of files), whose first claim would
+ * otherwise attach where stderr, for attaching's message, is not open. */
+void pf_node_attach(void);
+
 /* At exit: frees the slot. In a fork child: the next use takes a slot of
  * its own. */
 void pf_node_detach(void);
