@@ -13,6 +13,8 @@ NODEDUMP="$HELPERS/pf_nodedump"
 
 setup() {
 	common_setup
+	# test_helper turns it off for every other test file.
+	export PREFETCH_SHARED_BUDGET=1
 	SRC="$BATS_TEST_TMPDIR/src"
 	MNT="$BATS_TEST_TMPDIR/mnt"
 	mkdir -p "$SRC" "$MNT"
@@ -45,9 +47,12 @@ in_own_shm_fn() {
 	in_own_shm bash -c "$(declare -f with_prefetch "$fn"); $fn \"\$@\"" "$fn" "$@"
 }
 
+# mount_slowfs [--page-cache] [SLOWFS OPTIONS...]: direct_io unless --page-cache.
 mount_slowfs() {
 	need_fuse
-	slowfs_mount "$SRC" "$MNT" --direct-io "$@" 2> "$BATS_TEST_TMPDIR/slowfs.err" || {
+	local io=(--direct-io)
+	[ "${1:-}" = --page-cache ] && io=() && shift
+	slowfs_mount "$SRC" "$MNT" "${io[@]}" "$@" 2> "$BATS_TEST_TMPDIR/slowfs.err" || {
 		cat "$BATS_TEST_TMPDIR/slowfs.err"
 		grep -qiE 'permission denied|not permitted|fuse device not found' \
 			"$BATS_TEST_TMPDIR/slowfs.err" && skip "FUSE cannot be mounted here"
@@ -55,15 +60,18 @@ mount_slowfs() {
 	}
 }
 
-# many_readers N: md5sum of $MNT/f1..fN by N processes at once, each
-# prefetching (settings from the environment), while pf_nodedump samples the
-# segment; their outputs in out.I, the samples' maxima in watch.
+# many_readers N [CMD...]: CMD (default md5sum) on $MNT/fI by N processes at
+# once, each prefetching (settings from the environment), while pf_nodedump
+# samples the segment; their outputs in out.I, the samples' maxima in watch.
 many_readers() {
 	local n=$1 i pids=() status=0
+	shift
+	(($#)) || set -- md5sum
+	rm -f stop
 	"$NODEDUMP" --until=stop > watch &
 	local watcher=$!
 	for ((i = 1; i <= n; i++)); do
-		with_prefetch md5sum "$MNT/f$i" > "out.$i" 2> "err.$i" &
+		with_prefetch "$@" "$MNT/f$i" > "out.$i" 2> "err.$i" &
 		pids+=($!)
 	done
 	for i in "${pids[@]}"; do
@@ -130,6 +138,58 @@ check_outputs() {
 	[ $(($(stat_sum node_memory_limited) + $(stat_sum node_requests_limited))) -gt 0 ]
 	# Every process's slot was given back at exit.
 	grep -q 'libprefetch-0' shm.list || grep -q "libprefetch-$(id -u)" shm.list
+}
+
+# node_caps_held MAX_REQUESTS_AT_LEAST: the segment's sampled maxima within
+# the node's caps, and reads in flight were seen.
+node_caps_held() {
+	local samples max_mem max_req
+	samples=$(grep -o 'samples=[0-9]*' watch | cut -d= -f2)
+	max_mem=$(grep -o 'max_memory=[0-9]*' watch | cut -d= -f2)
+	max_req=$(grep -o 'max_requests=[0-9]*' watch | cut -d= -f2)
+	[ "$samples" -gt 10 ]
+	[ "$max_req" -ge "$1" ]
+	[ "$max_mem" -le "$NODE_MEMORY" ]
+	[ "$max_req" -le "$NODE_REQUESTS" ]
+}
+
+# The mmap prefetcher's steps and the files fetched before their open are
+# reads in flight too. Only they read ahead here (mappings; files shorter
+# than a chunk, which no stream reads), so any request the segment counted
+# is theirs.
+@test "nodebudget: mappings and files fetched before their open count against the node's in-flight cap" {
+	need_own_shm
+	local i j
+	make_files 6 16777216
+	# The mapping reads ahead into the page cache: no direct_io.
+	mount_slowfs --page-cache --delay-us=5000
+	small_caps
+	run in_own_shm_fn many_readers 6 "$HELPERS/mmap_scan" --work-ns=2000
+	echo "$output"
+	[ "$status" -eq 0 ]
+	cat watch
+	node_caps_held 1
+	[ "$(stat_sum mmap_bytes_populated)" -gt 0 ]
+	[ "$(stat_sum bytes_fetched)" -eq 0 ]
+	# 6 processes, each given 30 files of 40 KiB, fetched before their opens.
+	slowfs_umount "$MNT"
+	rm -f "$SRC"/f* "$STATS"
+	for ((i = 1; i <= 6; i++)); do
+		mkdir "$SRC/f$i"
+		for ((j = 1; j <= 30; j++)); do
+			make_file "$SRC/f$i/$j" 40960
+		done
+	done
+	mount_slowfs --delay-us=5000
+	run in_own_shm_fn many_readers 6 sh -c 'md5sum "$1"/*' sh
+	echo "$output"
+	[ "$status" -eq 0 ]
+	cat watch
+	for ((i = 1; i <= 6; i++)); do
+		diff <(cd "$SRC/f$i" && md5sum ./* | cut -d' ' -f1) <(cut -d' ' -f1 "out.$i")
+	done
+	node_caps_held 1
+	[ "$(stat_sum files_predicted_opened)" -gt 0 ]
 }
 
 # killed_reader: a prefetching md5sum killed -9 mid-read, then another
