@@ -113,6 +113,11 @@ export PREFETCH_BLOCK_DEVICES=1
 # And the engine reads ahead in parallel: whether the storage rewards it is
 # measured (PREFETCH_PARALLEL=auto) in the storage tests, which say so.
 export PREFETCH_PARALLEL=1
+# And a budget per process: the node's (shared by every process of this user
+# on the machine) would let another program, or a second run of this suite,
+# refuse the reads a test expects. tests/nodebudget.bats turns it on, in
+# mount namespaces of its own.
+export PREFETCH_SHARED_BUDGET=0
 unset PREFETCH_DISABLE PREFETCH_STATS PREFETCH_DEBUG PREFETCH_WINDOW PREFETCH_CHUNK \
 	PREFETCH_THREADS PREFETCH_MAX_MEMORY PREFETCH_MIN_SEQUENTIAL
 
