@@ -164,7 +164,10 @@ assert_mmap_not_engaged() {
 }
 
 # The child's file (b) is one the parent never touches, mapped cold
-# (--evict): the parent's workers cannot have read it first.
+# (--evict): the parent's workers cannot have read it first. Whether the
+# parent's mapping (a) was read ahead before it finished depends on how
+# soon its thread ran (on a machine with 4 busy processes per core it once
+# was not): only the child's engagement is asserted.
 @test "mmap: fork while a mapping is prefetched; the child prefetches its own" {
 	make_cold_file a 24000000
 	make_cold_file b 24000000
@@ -172,10 +175,11 @@ assert_mmap_not_engaged() {
 		$WORK a b
 	grep -q '^child checksum' out.enabled
 	grep -q '^parent checksum' out.enabled
-	assert_mmap_engaged
-	# Both processes report; the child's own mapping (b) engaged too.
+	# Both processes report, the child first (the parent waits for it to
+	# exit); the child's own mapping (b) was read ahead.
+	cat "$STATS"
 	[ "$(grep -c 'prog=mmap_scan' "$STATS")" -eq 2 ]
-	[ "$(grep 'prog=mmap_scan' "$STATS" | grep -c ' mmap_mappings=0 ')" -eq 0 ]
+	grep -m1 'prog=mmap_scan' "$STATS" | grep -q ' mmap_mappings=[1-9]'
 }
 
 @test "mmap: PREFETCH_DISABLE=1 leaves mappings alone" {
