@@ -18,8 +18,9 @@
  * request). */
 #define PF_PROBE_ALONE 2u
 #define PF_PROBE_PAIRED 4u
-/* Two reads in flight must deliver this much more than one to go wide. */
-#define PF_PROBE_GAIN 1.2
+/* Two reads in flight must deliver this much more than one to go wide:
+ * storage that serves them at once gives near 2 (slowfs 1.8-2.0). */
+#define PF_PROBE_GAIN 1.5
 
 void pf_mode_set(struct pf_stream *s, enum stream_mode mode)
 {
@@ -48,15 +49,19 @@ void pf_mode_start(struct pf_stream *s, bool uncached)
 /* A chunk read while probing (s->lock held). After the paired chunks, the
  * gain of two reads in flight over one: the paired chunks over the time a
  * read was in flight, against one chunk per read alone. Near 1 when the
- * storage served them one after the other, near 2 when at once. A verdict
- * of no gain is measured twice: a busy CPU delays reads too. */
+ * storage served them one after the other, near 2 when at once. A busy CPU
+ * delays reads too: a read alone counts at its fastest (a delayed one
+ * would make two look better, and going wide on storage that serves one
+ * stream per handle is the costly mistake), a verdict of no gain is
+ * measured twice. */
 void probe_note(struct pf_stream *s, const struct pf_chunk *c)
 {
 	if (c->len != s->chunk_size || c->err)
 		return; /* the end of the file is no measure */
 	uint64_t now = pf_now_ns();
 	if (++s->probed <= PF_PROBE_ALONE) {
-		s->alone_ns = c->fetch_ns;
+		if (!s->alone_ns || c->fetch_ns < s->alone_ns)
+			s->alone_ns = c->fetch_ns;
 		if (s->probed == PF_PROBE_ALONE) {
 			s->max_inflight = 2;
 			s->busy_ns = 0;

@@ -94,7 +94,7 @@ struct pf_stream {
 	uint8_t mode;             /* enum stream_mode */
 	unsigned max_inflight;    /* reads in flight the mode allows */
 	unsigned probed;          /* chunks measured while probing */
-	uint64_t alone_ns;        /* how long the last one read alone took */
+	uint64_t alone_ns;        /* how long the fastest read alone took */
 	unsigned probe_rounds;    /* probes that found no gain */
 	uint64_t busy_ns;         /* time with a read in flight, while probing */
 	uint64_t busy_since;      /* when inflight last went from 0 to 1 */
