@@ -10,9 +10,10 @@
 #define PF_MIB (1024 * PF_KIB)
 #define PF_GIB (1024 * PF_MIB)
 
+/* A window fits in 32 bits: pf_fd.bypass_left counts down one. */
 #define PF_WINDOW_DEFAULT      (8 * PF_MIB)
 #define PF_WINDOW_MIN          (64 * PF_KIB)
-#define PF_WINDOW_MAX          (1 * PF_GIB) /* fits pf_fd.bypass_left */
+#define PF_WINDOW_MAX          (1 * PF_GIB)
 #define PF_CHUNK_DEFAULT       (256 * PF_KIB)
 #define PF_CHUNK_MIN           (4 * PF_KIB)
 #define PF_CHUNK_MAX           (64 * PF_MIB)

@@ -117,14 +117,14 @@ first_preload() {
 	need_runtime_first_or_skip
 	local x=$BATS_TEST_TMPDIR/x
 	run -0 "$PREFETCH_WRAPPER" --window 4M --threads 3 --stats="$x" --disable \
-		env -u PREFETCH_SKIP_CACHED -u PREFETCH_BLOCK_DEVICES -u PREFETCH_PARALLEL sh -c 'env | grep "^PREFETCH_" | sort'
+		env -u PREFETCH_SKIP_CACHED -u PREFETCH_BLOCK_DEVICES -u PREFETCH_PARALLEL -u PREFETCH_SHARED_BUDGET sh -c 'env | grep "^PREFETCH_" | sort'
 	[ "$output" = "$(printf '%s\n' PREFETCH_DISABLE=1 "PREFETCH_STATS=$x" \
 		PREFETCH_THREADS=3 PREFETCH_WINDOW=4M)" ]
 
 	# (Statistics go to stderr, kept apart.)
 	run -0 --separate-stderr "$PREFETCH_WRAPPER" --chunk=64K --max-memory 1G \
 		--min-sequential=5 --skip-cached 1 --block-devices=0 --debug=3 --stats=1 --disable \
-		env -u PREFETCH_PARALLEL sh -c 'env | grep "^PREFETCH_" | sort'
+		env -u PREFETCH_PARALLEL -u PREFETCH_SHARED_BUDGET sh -c 'env | grep "^PREFETCH_" | sort'
 	[ "$output" = "$(printf '%s\n' PREFETCH_BLOCK_DEVICES=0 PREFETCH_CHUNK=64K PREFETCH_DEBUG=3 \
 		PREFETCH_DISABLE=1 PREFETCH_MAX_MEMORY=1G PREFETCH_MIN_SEQUENTIAL=5 \
 		PREFETCH_SKIP_CACHED=1 PREFETCH_STATS=1)" ]
