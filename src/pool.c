@@ -132,9 +132,7 @@ void pf_chunk_claim(struct pf_stream *s, struct pf_chunk *c)
  * wait for a worker to pick the chunk up. */
 void pf_chunk_read_now(struct pf_stream *s, struct pf_chunk *c)
 {
-	size_t size = s->chunk_size;
-	if (s->borrowed && s->split_end - c->off < (off64_t)size)
-		size = (size_t)(s->split_end - c->off);
+	size_t size = c->want;
 	pthread_mutex_unlock(&s->lock);
 	chunk_fetch(s->fd, c, size);
 	pthread_mutex_lock(&s->lock);

@@ -376,6 +376,10 @@ static void drop_forgetting(struct pf_fd *slot, int fd, off64_t from, off64_t to
 static bool glance_ahead(struct pf_stream *s, const struct pf_read_req *req, off64_t start,
 			 off64_t end)
 {
+	if (s->stride) {
+		s->glance_end = 0; /* landing: every read is far ahead, and goes on */
+		return false;
+	}
 	bool ahead = (req->offset != PF_AT_FILE_OFFSET || !s->started) &&
 		     start > s->pos + (off64_t)s->chunk_size;
 	bool goes_on = s->glance_end && start >= s->glance_end;
@@ -408,12 +412,15 @@ static struct pf_stream *serve_in_window(struct pf_fd *slot, int fd, struct pf_s
 	return NULL;
 }
 
-/* The reader of s went on to sv's end, or glanced there (slot lock held). */
+/* The reader of s went on to sv's end, or glanced there; either way a
+ * landing it made (slot lock held). */
 static void stream_went_on(struct pf_stream *s, const struct pf_read_req *req,
 			   const struct serving *sv)
 {
 	off64_t end = sv->start + (off64_t)sv->done;
 	pthread_mutex_lock(&s->lock);
+	if (sv->done)
+		pf_stream_landed(s, sv->start, end);
 	if (!glance_ahead(s, req, sv->start, end)) {
 		if (sv->start > s->pos)
 			pf_stream_pattern(s, PF_PATTERN_SKIPPING);

@@ -42,6 +42,7 @@ static void split_queue(struct pf_stream *s, char *buf, off64_t start, size_t to
 		struct pf_chunk *c = &s->chunks[i];
 		c->buf = buf + (size_t)i * piece;
 		c->off = start + (off64_t)((size_t)i * piece);
+		c->want = total - (size_t)i * piece < piece ? total - (size_t)i * piece : piece;
 		c->state = CHUNK_QUEUED;
 		s->win[s->nwin++] = i;
 	}
@@ -66,10 +67,7 @@ static ssize_t split_wait(struct pf_stream *s, int *err)
 	for (unsigned i = 0; i < s->nwin; i++) {
 		c = win_chunk(s, i);
 		done += c->len;
-		off64_t want = s->split_end - c->off;
-		if (want > (off64_t)s->chunk_size)
-			want = (off64_t)s->chunk_size;
-		if ((off64_t)c->len < want) {
+		if (c->len < c->want) {
 			if (done == 0)
 				*err = c->err;
 			break;
@@ -104,7 +102,6 @@ ssize_t pf_split_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
 	}
 	s->borrowed = true;
 	s->chunk_size = (total / pieces + 4095) & ~(size_t)4095;
-	s->split_end = start + (off64_t)total;
 	pf_mode_set(s, MODE_PARALLEL);
 	pthread_mutex_lock(&s->lock);
 	split_queue(s, req->iov[0].iov_base, start, total, pieces);

@@ -90,6 +90,7 @@ struct pf_stream *pf_stream_new(int fd, off64_t pos, const struct stat *version,
 	s->nslots = nslots;
 	s->pos = pos;
 	s->next_off = pos;
+	s->land_at = -1;
 	s->eof_hint = version->st_size;
 	s->version = *version;
 	s->validated_ns = pf_now_ns();
@@ -138,11 +139,12 @@ void pf_stream_fill(struct pf_stream *s)
 		if (!chunk_buffer(s, c, cfg))
 			break;
 		c->off = s->next_off;
+		c->want = s->stride ? s->land_span : s->chunk_size;
 		c->len = c->used = 0;
 		c->err = 0;
 		c->state = CHUNK_QUEUED;
 		s->win[s->nwin++] = (unsigned)idx;
-		s->next_off += (off64_t)s->chunk_size;
+		s->next_off += s->stride ? s->stride : (off64_t)s->chunk_size;
 		queued = true;
 	}
 	if (queued)
@@ -195,7 +197,7 @@ static void stream_advance(struct pf_stream *s)
 	unsigned n = 0;
 	while (n < s->nwin) {
 		struct pf_chunk *c = win_chunk(s, n);
-		if (c->off + (off64_t)s->chunk_size > s->pos)
+		if (c->off + (off64_t)c->want > s->pos)
 			break;
 		/* Read or skipped over: the reader is moving on. */
 		if (c->state == CHUNK_DONE && s->depth < s->max_depth)
@@ -205,9 +207,74 @@ static void stream_advance(struct pf_stream *s)
 	}
 	if (n)
 		win_drop_front(s, n);
-	if (s->nwin == 0 && s->next_off < s->pos)
+	if (s->nwin == 0 && s->next_off < s->pos) {
 		s->next_off = s->pos; /* the reader overtook the window */
+		s->stride = 0;
+	}
 	pf_stream_fill(s);
+}
+
+static void window_clear(struct pf_stream *s)
+{
+	for (unsigned i = 0; i < s->nwin; i++)
+		chunk_retire(s, win_chunk(s, i));
+	s->nwin = 0;
+}
+
+/* Bytes fetched around each landing of reads of len bytes. */
+static size_t land_span(const struct pf_stream *s, off64_t len)
+{
+	size_t span = len > 0 && (size_t)len > PF_LAND_SPAN / 4 ? ((size_t)len * 4 + 4095) & ~(size_t)4095
+								 : PF_LAND_SPAN;
+	return span < s->chunk_size ? span : s->chunk_size;
+}
+
+/* Where the next span goes for a reader that just read [start, end): the
+ * landing after the window's last, centred on it (the steps of tar over
+ * members of one size vary by a record); never before the end of the
+ * window's last span. */
+static void land_next(struct pf_stream *s, off64_t start, off64_t end)
+{
+	off64_t last_end = start;
+	unsigned ahead = 0;
+	for (unsigned i = 0; i < s->nwin; i++) {
+		struct pf_chunk *c = win_chunk(s, i);
+		ahead += c->off > start;
+		last_end = c->off + (off64_t)c->want;
+	}
+	off64_t early = ((off64_t)s->land_span - (end - start)) / 2;
+	off64_t at = (start + (off64_t)(ahead + 1) * s->stride - early) & ~(off64_t)4095;
+	s->next_off = at > last_end ? at : last_end;
+}
+
+/* The reader read [start, end) and goes on from there (s->lock held, before
+ * pf_stream_moved): a few steps alike, each read a small part of its step,
+ * and the window follows the landings; a step unlike the last, and it is
+ * contiguous again. */
+void pf_stream_landed(struct pf_stream *s, off64_t start, off64_t end)
+{
+	size_t span = s->stride ? s->land_span : land_span(s, end - start);
+	off64_t gap = s->land_at >= 0 ? start - s->land_at : 0;
+	off64_t diff = gap > s->land_gap ? gap - s->land_gap : s->land_gap - gap;
+	bool sparse = gap >= 2 * (off64_t)span && (end - start) * PF_LAND_SPARSE <= gap;
+	bool alike = sparse && diff <= (off64_t)span / 8;
+	s->land_steady = alike ? (uint8_t)(s->land_steady + (s->land_steady < UINT8_MAX)) : 0;
+	s->land_at = start;
+	s->land_gap = gap;
+	if (s->stride && !alike) {
+		s->stride = 0; /* lost the step: the bytes ahead, from here */
+		window_clear(s);
+		s->next_off = end;
+	} else if (s->stride) {
+		s->stride = (3 * s->stride + gap) / 4; /* follows a drift */
+		land_next(s, start, end);
+	} else if (s->land_steady >= PF_LAND_STEADY && !s->borrowed) {
+		s->stride = gap;
+		s->land_span = span;
+		window_clear(s); /* the bytes in between: not wanted */
+		land_next(s, start, end);
+		pf_stream_pattern(s, PF_PATTERN_LANDING);
+	}
 }
 
 /* The reader moved on to pos: retire what it passed, schedule more, and
@@ -234,7 +301,7 @@ void pf_note_chunk_end(struct pf_stream *s, const struct pf_chunk *c)
 	if (c->err) {
 		s->failed = true;
 		s->eof_hint = c->off;
-	} else if (c->len < s->chunk_size) {
+	} else if (c->len < c->want) {
 		if (end < s->version.st_size)
 			s->shrunk = true;
 		if (end < s->eof_hint)
@@ -242,12 +309,26 @@ void pf_note_chunk_end(struct pf_stream *s, const struct pf_chunk *c)
 	}
 }
 
-/* The window's chunk holding pos, or NULL (s->lock held). */
+/* The window's chunk holding pos, or NULL (s->lock held). A landing
+ * window has gaps: the last chunk starting at or before pos, if it holds it. */
 struct pf_chunk *pf_chunk_at(struct pf_stream *s, off64_t pos)
 {
-	if (s->nwin == 0 || pos < win_chunk(s, 0)->off || pos >= s->next_off)
+	if (s->nwin == 0 || pos < win_chunk(s, 0)->off)
 		return NULL;
-	return win_chunk(s, (unsigned)((pos - win_chunk(s, 0)->off) / (off64_t)s->chunk_size));
+	if (!s->stride)
+		return pos < s->next_off ? win_chunk(s, (unsigned)((pos - win_chunk(s, 0)->off) /
+								   (off64_t)s->chunk_size))
+					 : NULL;
+	unsigned lo = 0, hi = s->nwin;
+	while (hi - lo > 1) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (win_chunk(s, mid)->off <= pos)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	struct pf_chunk *c = win_chunk(s, lo);
+	return pos < c->off + (off64_t)c->want ? c : NULL;
 }
 
 struct pf_chunk *pf_first_queued(struct pf_stream *s)
@@ -297,9 +378,7 @@ void pf_stream_detach_one(struct pf_fd *slot, struct pf_stream *s, bool wait_inf
 	if (s->speculative && s->served == 0)
 		__atomic_store_n(&whole_file_reader, 0, __ATOMIC_RELAXED);
 	s->closing = true;
-	for (unsigned i = 0; i < s->nwin; i++)
-		chunk_retire(s, win_chunk(s, i));
-	s->nwin = 0;
+	window_clear(s);
 	while (wait_inflight && s->inflight)
 		pthread_cond_wait(&s->changed, &s->lock);
 	pf_stream_unref_locked(s);
@@ -316,6 +395,7 @@ static uint64_t *pattern_counter(enum stream_pattern p)
 	switch (p) {
 	case PF_PATTERN_SEQUENTIAL: return &pf_stats.streams_sequential;
 	case PF_PATTERN_SKIPPING: return &pf_stats.streams_skipping;
+	case PF_PATTERN_LANDING: return &pf_stats.streams_landing;
 	case PF_PATTERN_SCANNING: return &pf_stats.streams_scanning;
 	case PF_PATTERN_SECOND: return &pf_stats.streams_second;
 	default: return NULL;

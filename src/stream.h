@@ -25,6 +25,15 @@
 #define PF_SKIP_MAX ((off64_t)2 * 1024 * 1024)
 #define PF_SKIP_RUN 8u
 
+/* A skipping reader that reads at most 1/PF_LAND_SPARSE of each step, with
+ * PF_LAND_STEADY steps in a row alike (within an eighth of a span), lands
+ * where the next steps predict: its window becomes spans around those
+ * landings (PF_LAND_SPAN, or 4 reads, at most a chunk), not the bytes in
+ * between. */
+#define PF_LAND_SPARSE 8
+#define PF_LAND_STEADY 3u
+#define PF_LAND_SPAN ((size_t)256 * 1024)
+
 enum chunk_state { CHUNK_FREE, CHUNK_QUEUED, CHUNK_READING, CHUNK_DONE };
 
 /* How many reads of a stream may be in flight, and so in what order they
@@ -42,12 +51,15 @@ enum stream_pattern {
 	PF_PATTERN_NONE,
 	PF_PATTERN_SEQUENTIAL,
 	PF_PATTERN_SKIPPING, /* skips forward */
+	PF_PATTERN_LANDING,  /* skips most of the file at a steady step: fetched around the landings */
 	PF_PATTERN_SCANNING, /* preads ahead of the reader now and then (glance_ahead) */
 	PF_PATTERN_SECOND,   /* a second position of its descriptor */
 };
 
 struct pf_chunk {
 	off64_t off;     /* file offset of buf[0] */
+	size_t want;     /* bytes to read into it: chunk_size, or less (a split's
+			  * last piece, a landing) */
 	size_t len;      /* bytes valid once DONE */
 	size_t used;     /* bytes of it handed to the program */
 	int err;         /* errno that ended the chunk at off+len, 0 if none */
@@ -79,7 +91,12 @@ struct pf_stream {
 	bool started;             /* the reader went on from pos at least once */
 	off64_t glance_end;       /* end of the last pread well ahead of pos, 0 if none */
 	off64_t pos;              /* where the reader is expected next */
-	off64_t next_off;         /* end of the window: the next chunk to schedule */
+	off64_t next_off;         /* where the next chunk to schedule starts */
+	off64_t stride;           /* landing: the step between chunks; 0, the window is contiguous */
+	off64_t land_at;          /* where the reader's last read started, -1 before */
+	off64_t land_gap;         /* the step from the read before to it */
+	size_t land_span;         /* landing: bytes fetched around each landing */
+	uint8_t land_steady;      /* steps in a row alike, sparse */
 	off64_t eof_hint;         /* nothing is scheduled at or past this */
 	struct stat version;      /* size and times of the file when fetched */
 	uint64_t validated_ns;    /* when the server last confirmed version */
@@ -87,7 +104,6 @@ struct pf_stream {
 	bool from_start;          /* the reader started at offset 0: a whole-file reader at EOF */
 	bool speculative;         /* started at open, before any read */
 	bool borrowed;            /* a split read: buffers are the program's */
-	off64_t split_end;        /* a split read's end: its last piece is shorter */
 	bool shrunk;              /* a read ahead ended short of version's size */
 	bool failed;              /* a read ahead failed: fetch nothing more */
 	bool zero_fill_risk;      /* FUSE through the page cache: a short read zero-fills */
@@ -116,6 +132,7 @@ struct pf_stream *pf_stream_new(int fd, off64_t pos, const struct stat *version,
 void pf_stream_unref_locked(struct pf_stream *s);
 void pf_stream_fill(struct pf_stream *s);
 void pf_stream_moved(struct pf_stream *s, off64_t pos, bool at_eof);
+void pf_stream_landed(struct pf_stream *s, off64_t start, off64_t end);
 /* Makes s the slot's stream, or its second (slot lock held). */
 void pf_stream_attach(struct pf_fd *slot, struct pf_stream *s);
 /* Detaches one stream of the slot, or all of them (slot lock held). */

@@ -110,3 +110,27 @@ footer_first() {
 	mount_slowfs_or_skip --delay-us=500
 	footer_first "$MNT/data" 20000000
 }
+
+# tar tf over members of one size: a header read, then an lseek over the
+# member's data, at a step that varies by a record. Once the steps are
+# steady the window holds chunks around the next headers, not the data in
+# between: what the library fetched is a fraction of the archive.
+@test "tar tf of equal members on slowfs: the window follows the landings, not the bytes between" {
+	command -v tar > /dev/null || skip "tar missing"
+	SRC=$BATS_TEST_TMPDIR/src
+	mkdir -p "$SRC" m
+	local i size
+	for i in $(seq -w 1 48); do make_file "m/f$i" 1048576; done
+	tar cf "$SRC/a.tar" -C m .
+	size=$(stat -c %s "$SRC/a.tar")
+	mount_slowfs_or_skip --direct-io --delay-us=2000
+	run -0 check_three_modes tar tf "$MNT/a.tar"
+	echo "$output"
+	cat "$STATS"
+	assert_engaged
+	[ "$(stat_sum streams_landing)" -eq 1 ]
+	echo "fetched $(stat_sum bytes_fetched) of $size"
+	[ "$(stat_sum bytes_fetched)" -lt $((size / 2)) ]
+	# The steps went on being predicted to the end: no stream dropped.
+	[ "$(stat_sum streams_dropped)" -eq 0 ]
+}

@@ -860,16 +860,25 @@ static void do_stride(const struct op *op)
 	struct rng r = { op->rs };
 	if (!h)
 		return;
-	size_t n = pick_size(&r);
-	off_t skip = range(&r, 1, 600000), at = fd_offset(h->fd);
-	for (int i = 0; i < op->count; i++, at += (off_t)n + skip) {
+	/* Half read little of each step and stay within the small windows
+	 * the seeds choose: the window then follows the landings alone. */
+	bool sparse = chance(&r, 50);
+	size_t n = sparse ? (size_t)range(&r, 1, 8192) : pick_size(&r);
+	off_t skip = sparse ? range(&r, 8192, 120000) : range(&r, 1, 600000);
+	off_t at = fd_offset(h->fd);
+	/* Half of them land a little off the step each time, as tar over
+	 * members of one size does (its reads are whole records). */
+	off_t jitter = chance(&r, 50) ? range(&r, 1, sparse ? 2000 : 20000) : 0;
+	for (int i = 0; i < op->count; i++) {
+		off_t this_skip = skip + (jitter ? range(&r, 0, jitter) : 0);
 		if (!op->variant) {
 			pread_step(h->fd, n, at, false);
-			continue;
+		} else {
+			read_step(h->fd, n, "read");
+			long long to = (long long)lseek(h->fd, this_skip, SEEK_CUR);
+			say("lseek +%lld SEEK_CUR -> %lld", (long long)this_skip, to);
 		}
-		read_step(h->fd, n, "read");
-		long long to = (long long)lseek(h->fd, skip, SEEK_CUR);
-		say("lseek +%lld SEEK_CUR -> %lld", (long long)skip, to);
+		at += (off_t)n + this_skip;
 	}
 }
 
