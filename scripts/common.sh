@@ -23,7 +23,8 @@ build_packages=(autoconf automake libtool pkg-config make gcc libc6-dev bats
 # shellcheck disable=SC2034 # used by scripts/check
 test_packages=(coreutils diffutils grep sed mawk tar gzip xz-utils bzip2 zstd cpio
 	python3 perl sqlite3 git
-	valgrind) # tests/valgrind.bats (memcheck, helgrind); skips without it
+	valgrind # tests/valgrind.bats (memcheck, helgrind); skips without it
+	gdb) # tests/helpers/timeout_stacks: every thread's stack of a test that hangs
 # (python3 also makes scripts/bench's tables: scripts/bench-report.)
 # Real storages of tests/storage.bats and scripts/bench (tests/storage.bash).
 test_packages+=(sshfs openssh-sftp-server rclone mbuffer rsync)
