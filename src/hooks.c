@@ -42,6 +42,9 @@
  * reservations, forgotten next, were charged. */
 static void pf_atfork_prepare(void)
 {
+	/* A signal handler's read on this thread, with the locks below held,
+	 * passes straight through. */
+	pf_in_library = 1;
 	pf_predict_atfork_prepare();
 	pf_mmap_atfork_prepare();
 	pf_engine_atfork_prepare();
@@ -53,6 +56,7 @@ static void pf_atfork_parent(void)
 	pf_engine_atfork_parent();
 	pf_mmap_atfork_parent();
 	pf_predict_atfork_parent();
+	pf_in_library = 0;
 }
 
 static void pf_atfork_child(void)

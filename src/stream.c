@@ -39,18 +39,51 @@ bool pf_whole_file_reader(void)
 	return __atomic_load_n(&whole_file_reader, __ATOMIC_RELAXED);
 }
 
+/* The engine's memory comes and goes under alloc_lock, which a fork's
+ * prepare takes (pf_streams_atfork_*): no worker is inside the allocator
+ * when another thread forks. glibc's malloc is safe across fork anyway; a
+ * sanitizer's (GCC 12's ASan) is not, and the child inherited its lock
+ * taken (seen: a fork test's child hung in LeakSanitizer's check at exit). */
+static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *engine_alloc(size_t size, bool zeroed)
+{
+	pthread_mutex_lock(&alloc_lock);
+	void *p = zeroed ? calloc(1, size) : malloc(size);
+	pthread_mutex_unlock(&alloc_lock);
+	return p;
+}
+
+static void engine_free(void *p)
+{
+	pthread_mutex_lock(&alloc_lock);
+	free(p);
+	pthread_mutex_unlock(&alloc_lock);
+}
+
+void pf_streams_atfork_prepare(void)
+{
+	pthread_mutex_lock(&alloc_lock);
+}
+
+/* In the parent, and in the child (the same thread, now its only one). */
+void pf_streams_atfork_done(void)
+{
+	pthread_mutex_unlock(&alloc_lock);
+}
+
 static void stream_free(struct pf_stream *s)
 {
 	pf_pool_untrack(s);
 	for (unsigned i = 0; i < s->nslots && !s->borrowed; i++) {
 		if (s->chunks[i].buf) {
-			free(s->chunks[i].buf);
+			engine_free(s->chunks[i].buf);
 			pf_memory_release(s->chunk_size);
 		}
 	}
 	pthread_cond_destroy(&s->changed);
 	pthread_mutex_destroy(&s->lock);
-	free(s);
+	engine_free(s);
 }
 
 /* Drops a reference and s->lock; frees the stream with the last one. */
@@ -76,7 +109,7 @@ struct pf_stream *pf_stream_new(int fd, off64_t pos, const struct stat *version,
 	unsigned nslots = max_depth + cfg->threads + 1;
 	size_t size = sizeof(struct pf_stream) + nslots * sizeof(struct pf_chunk) +
 		      nslots * sizeof(unsigned);
-	struct pf_stream *s = calloc(1, size);
+	struct pf_stream *s = engine_alloc(size, true);
 	if (!s)
 		return NULL;
 	pthread_mutex_init(&s->lock, NULL);
@@ -114,7 +147,7 @@ static bool chunk_buffer(struct pf_stream *s, struct pf_chunk *c, const struct p
 		return true;
 	if (pf_memory_reserve(s->chunk_size, cfg->max_memory) != 0)
 		return false;
-	c->buf = malloc(s->chunk_size);
+	c->buf = engine_alloc(s->chunk_size, false);
 	if (!c->buf) {
 		pf_memory_release(s->chunk_size);
 		return false;
@@ -157,7 +190,7 @@ void pf_chunk_free(struct pf_stream *s, struct pf_chunk *c)
 {
 	c->state = CHUNK_FREE;
 	if (c->buf && s->nbufs > fair_depth(s)) {
-		free(c->buf);
+		engine_free(c->buf);
 		c->buf = NULL;
 		s->nbufs--;
 		pf_memory_release(s->chunk_size);
