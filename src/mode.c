@@ -56,7 +56,7 @@ void pf_mode_start(struct pf_stream *s, bool uncached)
  * measured twice. */
 void probe_note(struct pf_stream *s, const struct pf_chunk *c)
 {
-	if (c->len != s->chunk_size || c->err)
+	if (c->len != c->want || c->err)
 		return; /* the end of the file is no measure */
 	uint64_t now = pf_now_ns();
 	if (++s->probed <= PF_PROBE_ALONE) {
@@ -88,4 +88,16 @@ void probe_note(struct pf_stream *s, const struct pf_chunk *c)
 	       mode == MODE_ORDERED ? "reading in order, one at a time" : "reading in parallel");
 	pf_storage_learn(s->version.st_dev,
 			 mode == MODE_ORDERED ? PF_STORAGE_ORDERED : PF_STORAGE_PARALLEL);
+}
+
+/* A probe compares reads of one size: a stream whose reads change size
+ * while it probes (a landing window's spans) measures again, from reads
+ * alone. */
+void pf_probe_restart(struct pf_stream *s)
+{
+	if (s->mode != MODE_PROBING)
+		return;
+	s->probed = 0;
+	s->alone_ns = 0;
+	s->max_inflight = 1;
 }

@@ -304,6 +304,7 @@ void pf_stream_landed(struct pf_stream *s, off64_t start, off64_t end)
 	} else if (s->land_steady >= PF_LAND_STEADY && !s->borrowed) {
 		s->stride = gap;
 		s->land_span = span;
+		pf_probe_restart(s);
 		window_clear(s); /* the bytes in between: not wanted */
 		land_next(s, start, end);
 		pf_stream_pattern(s, PF_PATTERN_LANDING);

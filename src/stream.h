@@ -168,6 +168,7 @@ void pf_chunk_read_now(struct pf_stream *s, struct pf_chunk *c);
 void pf_mode_set(struct pf_stream *s, enum stream_mode mode);
 void pf_mode_start(struct pf_stream *s, bool uncached);
 void probe_note(struct pf_stream *s, const struct pf_chunk *c);
+void pf_probe_restart(struct pf_stream *s);
 
 /* --- engage.c: which descriptors get a stream ------------------------------------ */
 
