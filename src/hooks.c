@@ -290,22 +290,20 @@ PF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 	return read_vec(fd, iov, iovcnt, PF_AT_FILE_OFFSET);
 }
 
-#ifdef HAVE_PREADV
-PF_EXPORT ssize_t preadv(int fd, const struct iovec *iov, int iovcnt, off_t offset)
-{
-	PF_GATE(IOV_PASSES(iovcnt) || offset < 0, PF_BOOT_FAIL(-1),
-		pf_libc.preadv(fd, iov, iovcnt, offset));
-	return read_vec(fd, iov, iovcnt, offset);
-}
-#endif
+/* preadv and its 64 twin, like the two above. */
+#define PREADV(name, off_type)                                                             \
+	PF_EXPORT ssize_t name(int fd, const struct iovec *iov, int iovcnt, off_type offset) \
+	{                                                                                  \
+		PF_GATE(IOV_PASSES(iovcnt) || offset < 0, PF_BOOT_FAIL(-1),                \
+			pf_libc.name(fd, iov, iovcnt, offset));                            \
+		return read_vec(fd, iov, iovcnt, offset);                                  \
+	}
 
+#ifdef HAVE_PREADV
+PREADV(preadv, off_t)
+#endif
 #ifdef HAVE_PREADV64
-PF_EXPORT ssize_t preadv64(int fd, const struct iovec *iov, int iovcnt, off64_t offset)
-{
-	PF_GATE(IOV_PASSES(iovcnt) || offset < 0, PF_BOOT_FAIL(-1),
-		pf_libc.preadv64(fd, iov, iovcnt, offset));
-	return read_vec(fd, iov, iovcnt, offset);
-}
+PREADV(preadv64, off64_t)
 #endif
 
 /* --- position and advice -------------------------------------------------------------- */
