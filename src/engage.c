@@ -51,15 +51,16 @@ bool pf_range_cached(int fd, off64_t from, off64_t to)
 	return pf_byte_cached(fd, from) == 1 && pf_byte_cached(fd, to - 1) == 1;
 }
 
-/* True when the program's reads so far, [0, upto), left nothing in the page
- * cache: the file's reads bypass it (a FUSE direct_io file, say). There each
- * request is a round trip whatever its size, so larger requests pay; through
- * the page cache they cost (docs/benchmarks-engine.md). False when the
- * kernel will not tell. */
-static bool bypasses_page_cache(int fd, off64_t upto)
+/* True when the program's reads so far, [from, to), left nothing in the
+ * page cache: the file's reads bypass it (a FUSE direct_io file, say). There
+ * each request is a round trip whatever its size, so larger requests pay;
+ * through the page cache they cost (docs/benchmarks-engine.md). False when
+ * the kernel will not tell. */
+static bool bypasses_page_cache(int fd, off64_t from, off64_t to)
 {
 	uint64_t pages;
-	return upto > 0 && pf_pages_cached(fd, 0, (uint64_t)upto, &pages) == 0 && pages == 0;
+	return to > from && pf_pages_cached(fd, from, (uint64_t)(to - from), &pages) == 0 &&
+	       pages == 0;
 }
 
 /* Files whose reads are never prefetched: anything but a regular file, and
@@ -82,7 +83,7 @@ bool pf_excluded_file(const struct stat *st)
  * has anything to overlap (slot lock held); fills *st. Marks the slot when
  * it never will, or for a while. */
 static bool worth_reading_ahead(struct pf_fd *slot, int fd, const struct pf_settings *cfg,
-				struct stat *st, off64_t *pos)
+				struct stat *st, off64_t *pos, bool backward)
 {
 	if (fstat(fd, st) != 0 || pf_excluded_file(st)) {
 		slot->state = PF_FD_IGNORED;
@@ -90,7 +91,7 @@ static bool worth_reading_ahead(struct pf_fd *slot, int fd, const struct pf_sett
 	}
 	if (*pos < 0)
 		*pos = pf_libc.lseek64(fd, 0, SEEK_CUR);
-	if (*pos < 0 || st->st_size - *pos < (off64_t)cfg->chunk) {
+	if (*pos < 0 || (backward ? *pos : st->st_size - *pos) < (off64_t)cfg->chunk) {
 		/* What is left fits in one request: nothing to overlap. Look
 		 * again only after another run of sequential reads. */
 		slot->flags &= (uint8_t)~PF_FDF_SEQ_ADVICE;
@@ -99,15 +100,23 @@ static bool worth_reading_ahead(struct pf_fd *slot, int fd, const struct pf_sett
 	return true;
 }
 
+/* Whether the first window of a stream at pos would be in the page cache:
+ * the window past pos, or below it going backward. */
+static bool window_cached(int fd, const struct pf_settings *cfg, const struct stat *st, off64_t pos,
+			  bool backward)
+{
+	off64_t window = (off64_t)cfg->window;
+	if (backward)
+		return pf_range_cached(fd, pos > window ? pos - window : 0, pos);
+	return pf_range_cached(fd, pos, pos + window < st->st_size ? pos + window : st->st_size);
+}
+
 /* Whether reading ahead of a candidate file would only add a copy (slot
  * lock held): its data is cached, or its client reads ahead itself. */
 static bool nothing_to_gain(struct pf_fd *slot, int fd, const struct pf_settings *cfg,
-			    const struct stat *st, off64_t pos)
+			    const struct stat *st, off64_t pos, bool backward)
 {
-	off64_t window_end = pos + (off64_t)cfg->window;
-	if (window_end > st->st_size)
-		window_end = st->st_size;
-	if (cfg->skip_cached && pf_range_cached(fd, pos, window_end)) {
+	if (cfg->skip_cached && window_cached(fd, cfg, st, pos, backward)) {
 		slot->state = PF_FD_CACHED;
 		slot->bypass_left = (uint32_t)cfg->window; /* <= PF_WINDOW_MAX */
 		PF_STAT_ADD(cached_skips, 1);
@@ -140,16 +149,16 @@ static unsigned chunk_scale(const struct pf_settings *cfg, bool uncached)
 /* Whether a descriptor's first stream may start (slot lock held); fills
  * *st and *pos. */
 static bool may_engage(struct pf_fd *slot, int fd, const struct pf_settings *cfg,
-		       struct stat *st, off64_t *pos)
+		       struct stat *st, off64_t *pos, bool backward)
 {
-	if (!worth_reading_ahead(slot, fd, cfg, st, pos))
+	if (!worth_reading_ahead(slot, fd, cfg, st, pos, backward))
 		return false;
 	if (!pf_file_classified(slot, fd)) {
 		slot->state = PF_FD_IGNORED;
 		PF_LOG(PF_LOG_TRACE, "fd %d: not a read-only regular file; ignored", fd);
 		return false;
 	}
-	if (nothing_to_gain(slot, fd, cfg, st, *pos))
+	if (nothing_to_gain(slot, fd, cfg, st, *pos, backward))
 		return false;
 	if (pool_start(cfg) != 0) {
 		slot->state = PF_FD_IGNORED;
@@ -164,36 +173,50 @@ static bool may_engage_second(int fd, const struct pf_settings *cfg, struct stat
 {
 	if (fstat(fd, st) != 0 || pos < 0 || st->st_size - pos < (off64_t)cfg->chunk)
 		return false;
-	off64_t window_end = pos + (off64_t)cfg->window;
-	if (window_end > st->st_size)
-		window_end = st->st_size;
-	return !(cfg->skip_cached && pf_range_cached(fd, pos, window_end));
+	return !(cfg->skip_cached && window_cached(fd, cfg, st, pos, false));
+}
+
+/* The pattern a new stream starts under (slot lock held). */
+static enum stream_pattern run_pattern(const struct pf_fd *slot, bool second)
+{
+	if (second)
+		return PF_PATTERN_SECOND;
+	if (slot->run.flags & PF_RUN_BACKWARD)
+		return PF_PATTERN_BACKWARD;
+	return (slot->run.flags & PF_RUN_SKIPPED) ? PF_PATTERN_SKIPPING : PF_PATTERN_SEQUENTIAL;
 }
 
 /* The descriptor's reads have been sequential: attach a stream if the file
  * qualifies and there is something to gain (slot lock held). pos is the
- * offset of the next read, or -1 for "the file offset". A descriptor that
- * has a stream gets a second, for its second position. */
+ * offset of the next read, or -1 for "the file offset"; a backward run's
+ * stream ends where its last read started. A descriptor that has a stream
+ * gets a second, for its second position (forward only). */
 struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 {
 	const struct pf_settings *cfg = pf_settings();
-	slot->run.reads = 0; /* if nothing comes of it, look again after a run of reads */
 	bool second = slot->stream != NULL;
+	bool backward = slot->run.flags & PF_RUN_BACKWARD;
+	if (backward)
+		pos = second ? -1 : pf_run_last_start(&slot->run);
+	slot->run.reads = 0; /* if nothing comes of it, look again after a run of reads */
 	struct stat st;
-	if (second ? !may_engage_second(fd, cfg, &st, pos) : !may_engage(slot, fd, cfg, &st, &pos))
+	if (backward && pos < 0)
 		return NULL;
-	bool uncached = bypasses_page_cache(fd, pos);
+	if (second ? !may_engage_second(fd, cfg, &st, pos)
+		   : !may_engage(slot, fd, cfg, &st, &pos, backward))
+		return NULL;
+	bool uncached = backward ? bypasses_page_cache(fd, pos, st.st_size)
+				 : bypasses_page_cache(fd, 0, pos);
 	struct pf_stream *s = pf_stream_new(fd, pos, &st, cfg, chunk_scale(cfg, uncached));
 	if (!s) {
 		PF_LOG(PF_LOG_WARN, "fd %d: out of memory for a stream; passing through", fd);
 		return NULL;
 	}
+	s->backward = backward;
 	pf_mode_start(s, uncached);
 	s->zero_fill_risk = !uncached && pf_fuse_file(fd);
-	s->from_start = slot->run.flags & PF_RUN_FROM_START;
-	pf_stream_pattern(s, second ? PF_PATTERN_SECOND
-				    : (slot->run.flags & PF_RUN_SKIPPED) ? PF_PATTERN_SKIPPING
-									 : PF_PATTERN_SEQUENTIAL);
+	s->from_start = !backward && (slot->run.flags & PF_RUN_FROM_START);
+	pf_stream_pattern(s, run_pattern(slot, second));
 	pf_stream_attach(slot, s);
 	/* Reads no stream serves make a run of their own: the other
 	 * position's, if it was read in turn with this one. */
@@ -201,7 +224,8 @@ struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	slot->other = (struct pf_run){ 0 };
 	PF_STAT_ADD(files_prefetched, !second);
 	PF_LOG(PF_LOG_INFO, "fd %d: prefetching from offset %lld (size %lld, chunks of %zu)%s", fd,
-	       (long long)pos, (long long)st.st_size, s->chunk_size, second ? ", a second position" : "");
+	       (long long)pos, (long long)st.st_size, s->chunk_size,
+	       second ? ", a second position" : backward ? ", backward" : "");
 	pthread_mutex_lock(&s->lock);
 	pf_stream_fill(s);
 	pthread_mutex_unlock(&s->lock);

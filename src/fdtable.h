@@ -35,11 +35,15 @@ enum pf_fd_flags {
 enum pf_run_flags {
 	PF_RUN_FROM_START = 1 << 0, /* started at offset 0, sequential so far */
 	PF_RUN_SKIPPED = 1 << 1,    /* skipped forward */
+	PF_RUN_BACKWARD = 1 << 2,   /* each read before the last (tac) */
+	PF_RUN_TURNED = 1 << 3,     /* a seek back was counted; its read() comes next */
 };
 
-/* A run of reads, each where the last ended or a short skip past it. */
+/* A run of reads, each where the last ended or a short skip past it; or,
+ * backward, each a short way before the last. */
 struct pf_run {
 	off64_t next_off; /* where its next read is expected, -1 unknown */
+	uint32_t last_len; /* bytes of its last read */
 	uint16_t reads;   /* reads in it */
 	uint8_t flags;    /* enum pf_run_flags */
 };

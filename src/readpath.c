@@ -68,12 +68,24 @@ static bool first_look(struct pf_fd *slot, int fd, const struct pf_read_req *req
 
 /* --- runs of reads ---------------------------------------------------------------- */
 
+off64_t pf_run_last_start(const struct pf_run *run)
+{
+	return run->next_off >= 0 && run->reads ? run->next_off - (off64_t)run->last_len : -1;
+}
+
 enum read_step pf_run_step(const struct pf_run *run, off64_t at)
 {
 	off64_t gap = at - run->next_off;
 	if (at == PF_AT_FILE_OFFSET || gap == 0)
 		return STEP_EXACT;
-	return run->next_off >= 0 && gap > 0 && gap <= PF_SKIP_MAX ? STEP_FORWARD : STEP_ELSEWHERE;
+	if (run->next_off >= 0 && gap > 0 && gap <= PF_SKIP_MAX && !(run->flags & PF_RUN_BACKWARD))
+		return STEP_FORWARD;
+	/* A short way before where the last read started, in a run that never
+	 * skipped forward: a reader going down the file (tac). */
+	off64_t last = pf_run_last_start(run);
+	if (last > 0 && at < last && last - at <= PF_SKIP_MAX && !(run->flags & PF_RUN_SKIPPED))
+		return STEP_BACKWARD;
+	return STEP_ELSEWHERE;
 }
 
 /* A run that starts at `at`: one from offset 0 may read the whole file. */
@@ -86,25 +98,38 @@ void pf_run_start(struct pf_run *run, off64_t at)
 
 void pf_run_moved(struct pf_run *run, enum read_step step, off64_t to)
 {
-	if (step == STEP_FORWARD)
+	if (step == STEP_FORWARD) {
 		run->flags = (uint8_t)((run->flags | PF_RUN_SKIPPED) & ~PF_RUN_FROM_START);
+	} else if (step == STEP_BACKWARD) {
+		if (!(run->flags & PF_RUN_BACKWARD))
+			run->reads = 1; /* turned: the last read is its first */
+		run->flags = PF_RUN_BACKWARD | PF_RUN_TURNED;
+	}
 	run->next_off = to;
 }
 
 void pf_run_count(struct pf_run *run, enum read_step step, off64_t at, size_t n)
 {
+	/* A backward run's reader went on forward without a seek back: a new
+	 * run (a read() after a seek back was judged at the seek). */
+	if (step == STEP_EXACT && (run->flags & (PF_RUN_BACKWARD | PF_RUN_TURNED)) == PF_RUN_BACKWARD) {
+		run->flags = 0;
+		run->reads = 0;
+	}
 	pf_run_moved(run, step, at >= 0 ? at + (off64_t)n : -1);
+	run->flags &= (uint8_t)~PF_RUN_TURNED;
+	run->last_len = n < UINT32_MAX ? (uint32_t)n : UINT32_MAX;
 	if (run->reads < UINT16_MAX)
 		run->reads++;
 }
 
-/* Reads in a row before a stream: a run with skips forward needs more of
- * them, so that a random reader, whose next read lands ahead now and then,
- * does not look like one. */
+/* Reads in a row before a stream: a run with skips forward, or going
+ * backward, needs more of them, so that a random reader, whose next read
+ * lands a little ahead or behind now and then, does not look like one. */
 bool pf_run_long_enough(const struct pf_run *run, const struct pf_settings *cfg)
 {
 	unsigned needed = cfg->min_sequential;
-	if ((run->flags & PF_RUN_SKIPPED) && needed < PF_SKIP_RUN)
+	if ((run->flags & (PF_RUN_SKIPPED | PF_RUN_BACKWARD)) && needed < PF_SKIP_RUN)
 		needed = PF_SKIP_RUN;
 	return run->reads >= needed;
 }
@@ -115,6 +140,12 @@ bool pf_run_long_enough(const struct pf_run *run, const struct pf_settings *cfg)
 enum read_step pf_watch_step(struct pf_fd *slot, off64_t at)
 {
 	enum read_step step = pf_run_step(&slot->run, at);
+	if (step == STEP_BACKWARD && !(slot->run.flags & PF_RUN_BACKWARD)) {
+		/* Turning back: the run it leaves stays, as the other, so that
+		 * a glance back (a header re-read) does not end it. */
+		slot->other = slot->run;
+		pf_run_start(&slot->run, at);
+	}
 	if (step != STEP_ELSEWHERE)
 		return step;
 	struct pf_run older = slot->other;

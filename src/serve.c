@@ -360,6 +360,11 @@ static void drop_forgetting(struct pf_fd *slot, int fd, off64_t from, off64_t to
 	       fd, (long long)from);
 	PF_STAT_ADD(streams_dropped, 1);
 	pf_stream_detach(slot, true);
+	if (to < from) { /* a backward window lies below its reader */
+		off64_t low = to;
+		to = from;
+		from = low;
+	}
 	to += PF_FORGET_SLACK;
 	pf_libc.posix_fadvise64(fd, from, to - from, POSIX_FADV_DONTNEED);
 }
@@ -376,8 +381,8 @@ static void drop_forgetting(struct pf_fd *slot, int fd, off64_t from, off64_t to
 static bool glance_ahead(struct pf_stream *s, const struct pf_read_req *req, off64_t start,
 			 off64_t end)
 {
-	if (s->stride) {
-		s->glance_end = 0; /* landing: every read is far ahead, and goes on */
+	if (s->stride || s->backward) {
+		s->glance_end = 0; /* landing or backward: every read goes on */
 		return false;
 	}
 	bool ahead = (req->offset != PF_AT_FILE_OFFSET || !s->started) &&
@@ -421,7 +426,9 @@ static void stream_went_on(struct pf_stream *s, const struct pf_read_req *req,
 	pthread_mutex_lock(&s->lock);
 	if (sv->done)
 		pf_stream_landed(s, sv->start, end);
-	if (!glance_ahead(s, req, sv->start, end)) {
+	if (s->backward) {
+		pf_stream_moved(s, sv->start, false); /* the next read ends before it */
+	} else if (!glance_ahead(s, req, sv->start, end)) {
 		if (sv->start > s->pos)
 			pf_stream_pattern(s, PF_PATTERN_SKIPPING);
 		pf_stream_moved(s, end, sv->done == 0 && sv->err == 0);

@@ -8,7 +8,7 @@
  *     block_device_skips=N mmap_mappings_cached=N streams_uncached=N
  *     streams_at_open=N streams_ordered=N streams_stepped_aside=N
  *     streams_sequential=N streams_skipping=N streams_landing=N streams_scanning=N
- *     streams_second=N reads_split=N files_predicted=N
+ *     streams_backward=N streams_second=N reads_split=N files_predicted=N
  *     files_predicted_opened=N files_predicted_failed=N bytes_predicted_unused=N
  *     node_memory_limited=N node_requests_limited=N
  */
@@ -44,6 +44,7 @@
 	X(streams_skipping, "streams_skipping", 1)   /* skips forward */              \
 	X(streams_landing, "streams_landing", 1)     /* fetched around steady landings */ \
 	X(streams_scanning, "streams_scanning", 1)   /* preads ahead now and then */  \
+	X(streams_backward, "streams_backward", 1)   /* reads going down the file */  \
 	X(streams_second, "streams_second", 1)       /* a descriptor's second position */ \
 	X(reads_split, "reads_split", 1)             /* large reads split in parallel pieces */ \
 	X(files_predicted, "files_predicted", 1)     /* files fetched before their open */ \

@@ -156,6 +156,28 @@ static bool chunk_buffer(struct pf_stream *s, struct pf_chunk *c, const struct p
 	return true;
 }
 
+/* Whether the window may grow past next_off: before the end of the file,
+ * or, going backward, after its start. */
+static bool more_to_fetch(const struct pf_stream *s)
+{
+	return s->backward ? s->next_off > 0 : s->next_off < s->eof_hint;
+}
+
+/* Places a chunk at the window's far end and moves next_off past it. */
+static void chunk_place(struct pf_stream *s, struct pf_chunk *c)
+{
+	if (s->backward) {
+		off64_t size = (off64_t)s->chunk_size;
+		c->off = s->next_off > size ? s->next_off - size : 0;
+		c->want = (size_t)(s->next_off - c->off);
+		s->next_off = c->off;
+		return;
+	}
+	c->off = s->next_off;
+	c->want = s->stride ? s->land_span : s->chunk_size;
+	s->next_off += s->stride ? s->stride : (off64_t)s->chunk_size;
+}
+
 /* Schedules chunks until the window is full (s->lock held). */
 void pf_stream_fill(struct pf_stream *s)
 {
@@ -164,20 +186,18 @@ void pf_stream_fill(struct pf_stream *s)
 	if (limit > s->depth)
 		limit = s->depth;
 	bool queued = false;
-	while (!s->closing && !s->failed && s->nwin < limit && s->next_off < s->eof_hint) {
+	while (!s->closing && !s->failed && s->nwin < limit && more_to_fetch(s)) {
 		int idx = free_slot(s);
 		if (idx < 0)
 			break;
 		struct pf_chunk *c = &s->chunks[idx];
 		if (!chunk_buffer(s, c, cfg))
 			break;
-		c->off = s->next_off;
-		c->want = s->stride ? s->land_span : s->chunk_size;
+		chunk_place(s, c);
 		c->len = c->used = 0;
 		c->err = 0;
 		c->state = CHUNK_QUEUED;
 		s->win[s->nwin++] = (unsigned)idx;
-		s->next_off += s->stride ? s->stride : (off64_t)s->chunk_size;
 		queued = true;
 	}
 	if (queued)
@@ -223,6 +243,13 @@ static void win_drop_front(struct pf_stream *s, unsigned n)
 	s->nwin -= n;
 }
 
+/* Whether the reader moved past a chunk: it is below pos, or, going
+ * backward, at or above it. */
+static bool chunk_passed(const struct pf_stream *s, const struct pf_chunk *c)
+{
+	return s->backward ? c->off >= s->pos : c->off + (off64_t)c->want <= s->pos;
+}
+
 /* Retires the chunks the reader has moved past and grows the window for
  * each one it consumed whole (s->lock held). */
 static void stream_advance(struct pf_stream *s)
@@ -230,7 +257,7 @@ static void stream_advance(struct pf_stream *s)
 	unsigned n = 0;
 	while (n < s->nwin) {
 		struct pf_chunk *c = win_chunk(s, n);
-		if (c->off + (off64_t)c->want > s->pos)
+		if (!chunk_passed(s, c))
 			break;
 		/* Read or skipped over: the reader is moving on. */
 		if (c->state == CHUNK_DONE && s->depth < s->max_depth)
@@ -240,7 +267,7 @@ static void stream_advance(struct pf_stream *s)
 	}
 	if (n)
 		win_drop_front(s, n);
-	if (s->nwin == 0 && s->next_off < s->pos) {
+	if (s->nwin == 0 && (s->backward ? s->next_off > s->pos : s->next_off < s->pos)) {
 		s->next_off = s->pos; /* the reader overtook the window */
 		s->stride = 0;
 	}
@@ -286,6 +313,8 @@ static void land_next(struct pf_stream *s, off64_t start, off64_t end)
  * contiguous again. */
 void pf_stream_landed(struct pf_stream *s, off64_t start, off64_t end)
 {
+	if (s->backward)
+		return;
 	size_t span = s->stride ? s->land_span : land_span(s, end - start);
 	off64_t gap = s->land_at >= 0 ? start - s->land_at : 0;
 	off64_t diff = gap > s->land_gap ? gap - s->land_gap : s->land_gap - gap;
@@ -343,10 +372,24 @@ void pf_note_chunk_end(struct pf_stream *s, const struct pf_chunk *c)
 	}
 }
 
+/* A backward window's chunk holding pos: chunk i ends i chunks below the
+ * first's end (only the last, at the file's start, may be shorter). */
+static struct pf_chunk *chunk_below(struct pf_stream *s, off64_t pos)
+{
+	struct pf_chunk *first = win_chunk(s, 0);
+	off64_t top = first->off + (off64_t)first->want;
+	if (pos >= top || pos < s->next_off)
+		return NULL;
+	unsigned i = (unsigned)((top - 1 - pos) / (off64_t)s->chunk_size);
+	return i < s->nwin ? win_chunk(s, i) : NULL;
+}
+
 /* The window's chunk holding pos, or NULL (s->lock held). A landing
  * window has gaps: the last chunk starting at or before pos, if it holds it. */
 struct pf_chunk *pf_chunk_at(struct pf_stream *s, off64_t pos)
 {
+	if (s->nwin && s->backward)
+		return chunk_below(s, pos);
 	if (s->nwin == 0 || pos < win_chunk(s, 0)->off)
 		return NULL;
 	if (!s->stride)
@@ -431,6 +474,7 @@ static uint64_t *pattern_counter(enum stream_pattern p)
 	case PF_PATTERN_SKIPPING: return &pf_stats.streams_skipping;
 	case PF_PATTERN_LANDING: return &pf_stats.streams_landing;
 	case PF_PATTERN_SCANNING: return &pf_stats.streams_scanning;
+	case PF_PATTERN_BACKWARD: return &pf_stats.streams_backward;
 	case PF_PATTERN_SECOND: return &pf_stats.streams_second;
 	default: return NULL;
 	}

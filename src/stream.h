@@ -20,8 +20,9 @@
 #include "fdtable.h"
 #include "settings.h"
 
-/* The longest skip forward that keeps a reader a forward reader, and the
- * reads in a row such a reader needs before a stream. */
+/* The longest skip forward that keeps a reader a forward reader (and back,
+ * a backward one), and the reads in a row such a reader needs before a
+ * stream. */
 #define PF_SKIP_MAX ((off64_t)2 * 1024 * 1024)
 #define PF_SKIP_RUN 8u
 
@@ -53,6 +54,7 @@ enum stream_pattern {
 	PF_PATTERN_SKIPPING, /* skips forward */
 	PF_PATTERN_LANDING,  /* skips most of the file at a steady step: fetched around the landings */
 	PF_PATTERN_SCANNING, /* preads ahead of the reader now and then (glance_ahead) */
+	PF_PATTERN_BACKWARD, /* each read a short way before the last (tac) */
 	PF_PATTERN_SECOND,   /* a second position of its descriptor */
 };
 
@@ -102,6 +104,8 @@ struct pf_stream {
 	uint64_t validated_ns;    /* when the server last confirmed version */
 	uint64_t served;          /* bytes handed to the program */
 	bool from_start;          /* the reader started at offset 0: a whole-file reader at EOF */
+	bool backward;            /* the reader goes down the file: pos is where its last
+				   * read started, next_off the end of the next chunk */
 	bool speculative;         /* started at open, before any read */
 	bool borrowed;            /* a split read: buffers are the program's */
 	bool shrunk;              /* a read ahead ended short of version's size */
@@ -195,8 +199,10 @@ ssize_t pf_stream_read(struct pf_fd *slot, int fd, const struct pf_read_req *req
 
 /* Where a read at `at` lands against a run's end. PF_AT_FILE_OFFSET, a
  * read(), lands where the offset is: a seek before it was judged then. */
-enum read_step { STEP_EXACT, STEP_FORWARD, STEP_ELSEWHERE };
+enum read_step { STEP_EXACT, STEP_FORWARD, STEP_BACKWARD, STEP_ELSEWHERE };
 enum read_step pf_run_step(const struct pf_run *run, off64_t at);
+/* Where the run's last read started; -1 when unknown. */
+off64_t pf_run_last_start(const struct pf_run *run);
 void pf_run_start(struct pf_run *run, off64_t at);
 /* The run goes on to `to` (a seek), or past n bytes read at `at` (-1 unknown). */
 void pf_run_moved(struct pf_run *run, enum read_step step, off64_t to);

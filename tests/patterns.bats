@@ -134,3 +134,80 @@ footer_first() {
 	# The steps went on being predicted to the end: no stream dropped.
 	[ "$(stat_sum streams_dropped)" -eq 0 ]
 }
+
+# down_steps SIZE READ STEP: access_pattern steps that pread READ bytes at
+# every STEP bytes going down a file of SIZE bytes, from its last one.
+down_steps() {
+	local at=$(($1 - $2))
+	while [ "$at" -ge 0 ]; do
+		printf '%s\n' "at:$at" "pread:$2:1"
+		at=$((at - $3))
+	done
+}
+
+@test "readers going down the file (tac; preads back to back or a stride apart): a backward stream" {
+	command -v tac > /dev/null || skip "tac missing"
+	head -c 12000000 /dev/urandom | base64 > text
+	local size
+	size=$(stat -c %s text)
+	run -0 check_three_modes tac text
+	assert_engaged
+	[ "$(stat_sum streams_backward)" -eq 1 ]
+	[ "$(stat_sum streams_dropped)" -eq 0 ]
+	# Only tac's first reads, before the run was long enough, were not served.
+	[ "$(stat_sum bytes_served)" -ge $((size - 256 * 1024)) ]
+	make_file data 20000000
+	local wanted step
+	for step in 65536 262144; do
+		mapfile -t steps < <(down_steps 20000000 65536 "$step")
+		run -0 check_three_modes "$HELPERS/access_pattern" data "${steps[@]}"
+		echo "step $step: $(cat "$STATS")"
+		assert_engaged
+		[ "$(stat_sum streams_backward)" -eq 1 ]
+		wanted=$((${#steps[@]} / 2 * 65536))
+		[ "$(stat_sum bytes_served)" -ge $((wanted - 16 * 65536)) ]
+	done
+}
+
+@test "tac on slowfs: read down the file from the buffers" {
+	command -v tac > /dev/null || skip "tac missing"
+	SRC=$BATS_TEST_TMPDIR/src
+	mkdir -p "$SRC"
+	head -c 6000000 /dev/urandom | base64 > "$SRC/text"
+	local size
+	size=$(stat -c %s "$SRC/text")
+	mount_slowfs_or_skip --direct-io --delay-us=2000
+	run -0 check_three_modes tac "$MNT/text"
+	assert_engaged
+	[ "$(stat_sum streams_backward)" -eq 1 ]
+	[ "$(stat_sum streams_dropped)" -eq 0 ]
+	[ "$(stat_sum bytes_served)" -ge $((size - 256 * 1024)) ]
+}
+
+@test "a reader that goes down the file, then up: each way followed, the same bytes" {
+	make_file data 20000000
+	mapfile -t steps < <(down_steps 10000000 65536 65536)
+	run -0 check_three_modes "$HELPERS/access_pattern" data "${steps[@]}" at:10000000 pread:65536:100 \
+		seek:9000000 read:65536:100
+	echo "stats: $(cat "$STATS")"
+	assert_engaged
+	[ "$(stat_sum streams_backward)" -eq 1 ]
+	# Both ways served, but for the reads each run needed to engage.
+	local wanted=$(((${#steps[@]} / 2 + 200) * 65536))
+	[ "$(stat_sum bytes_served)" -ge $((wanted - 3 * 8 * 65536)) ]
+}
+
+@test "a forward reader that glances back at a block now and then is not a reader going down" {
+	make_file data 20000000
+	local steps=() i
+	for i in $(seq 0 59); do
+		steps+=(at:$((i * 65536)) pread:65536:1)
+		[ $((i % 4)) -ne 3 ] || steps+=(at:$(((i - 1) * 65536)) pread:4096:1)
+	done
+	run -0 check_three_modes "$HELPERS/access_pattern" data "${steps[@]}"
+	echo "stats: $(cat "$STATS")"
+	assert_engaged
+	[ "$(stat_sum streams_backward)" -eq 0 ]
+	[ "$(stat_sum streams_dropped)" -eq 0 ]
+	[ "$(stat_sum bytes_served)" -ge $((40 * 65536)) ]
+}
