@@ -852,14 +852,41 @@ static void do_two_runs(const struct op *op)
 	}
 }
 
+/* Reads going down the file from its end (tac), back to back or a skip
+ * apart, by lseek + read (variant 1) or pread. */
+static void stride_down(struct raw *h, const struct op *op, struct rng *r, size_t n, off_t skip)
+{
+	struct stat st;
+	if (fstat(h->fd, &st) != 0)
+		return;
+	off_t at = st.st_size - (off_t)n;
+	if (chance(r, 50))
+		skip = 0;
+	for (int i = 0; i < op->count; i++) {
+		if (!op->variant) {
+			pread_step(h->fd, n, at, false);
+		} else {
+			long long to = (long long)lseek(h->fd, at, SEEK_SET);
+			say("lseek %lld SEEK_SET -> %lld", (long long)at, to);
+			read_step(h->fd, n, "read");
+		}
+		at -= (off_t)n + skip;
+	}
+}
+
 /* A fixed-size read, then a fixed skip forward, by lseek (variant 1) or
- * pread at the stride. */
+ * pread at the stride; a third of them go down the file instead. */
 static void do_stride(const struct op *op)
 {
 	struct raw *h = raw_handle(op);
 	struct rng r = { op->rs };
 	if (!h)
 		return;
+	if (chance(&r, 33)) {
+		size_t n = pick_size(&r);
+		stride_down(h, op, &r, n ? n : 1, range(&r, 1, 300000));
+		return;
+	}
 	/* Half read little of each step and stay within the small windows
 	 * the seeds choose: the window then follows the landings alone. */
 	bool sparse = chance(&r, 50);
