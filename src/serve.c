@@ -394,6 +394,17 @@ static bool glance_ahead(struct pf_stream *s, const struct pf_read_req *req, off
 	return ahead && !goes_on;
 }
 
+/* The same going backward: a read more than a chunk below the reader
+ * that the next read does not go on down from (a reverse scan's interior
+ * page, sqlite's header) leaves the reader where it was (s->lock held). */
+static bool glance_below(struct pf_stream *s, off64_t start)
+{
+	bool below = start + (off64_t)s->chunk_size < s->pos;
+	bool goes_on = s->glance_end && start < s->glance_end;
+	s->glance_end = below && !goes_on ? start : 0;
+	return below && !goes_on;
+}
+
 /* Serves a read that landed in the window (slot and s->lock held; s->lock
  * released). The stream, or NULL when a read error ended it. */
 static struct pf_stream *serve_in_window(struct pf_fd *slot, int fd, struct pf_stream *s,
@@ -427,7 +438,8 @@ static void stream_went_on(struct pf_stream *s, const struct pf_read_req *req,
 	if (sv->done)
 		pf_stream_landed(s, sv->start, end);
 	if (s->backward) {
-		pf_stream_moved(s, sv->start, false); /* the next read ends before it */
+		if (!glance_below(s, sv->start))
+			pf_stream_moved(s, sv->start, false); /* the next read ends before it */
 	} else if (!glance_ahead(s, req, sv->start, end)) {
 		if (sv->start > s->pos)
 			pf_stream_pattern(s, PF_PATTERN_SKIPPING);

@@ -91,7 +91,8 @@ struct pf_stream {
 	unsigned shares;          /* streams of its descriptor: its share of memory */
 	uint8_t pattern;          /* enum stream_pattern */
 	bool started;             /* the reader went on from pos at least once */
-	off64_t glance_end;       /* end of the last pread well ahead of pos, 0 if none */
+	off64_t glance_end;       /* end of the last pread well ahead of pos (backward: start
+				   * of the last read well below it), 0 if none */
 	off64_t pos;              /* where the reader is expected next */
 	off64_t next_off;         /* where the next chunk to schedule starts */
 	off64_t stride;           /* landing: the step between chunks; 0, the window is contiguous */

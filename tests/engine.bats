@@ -118,6 +118,22 @@ load test_helper
 	[ "$(stat_sum bytes_wasted)" -le $(($(stat_sum bytes_fetched) / 3)) ]
 }
 
+# In reverse (order by id desc), sqlite3 reads the leaves going down the
+# file, and an interior page well below them now and then: one backward
+# stream, the glances below served without moving it.
+@test "sqlite3 reverse scan: one backward stream, interior pages below it do not move it" {
+	command -v sqlite3 > /dev/null || skip "sqlite3 missing"
+	sqlite3 t.db "create table t(id integer primary key, v blob);
+		with recursive c(x) as (select 1 union all select x + 1 from c limit 100000)
+		insert into t(v) select randomblob(200) from c;"
+	same_in_three_modes sqlite3 -readonly t.db 'select sum(length(v)), max(id) from (select v, id from t order by id desc)'
+	assert_engaged
+	echo "dropped: $(stat_sum streams_dropped), served: $(stat_sum bytes_served) of $(stat -c %s t.db)"
+	[ "$(stat_sum streams_backward)" -eq 1 ]
+	[ "$(stat_sum streams_dropped)" -eq 0 ]
+	[ "$(stat_sum bytes_served)" -ge $(($(stat -c %s t.db) * 9 / 10)) ]
+}
+
 # sort reads its whole input in one read(): such a read is split in pieces
 # that the workers read at once, straight into the program's buffer.
 @test "a read of 4 MiB or more is split in parallel pieces: same bytes, offsets and end of file" {
