@@ -381,8 +381,8 @@ static void drop_forgetting(struct pf_fd *slot, int fd, off64_t from, off64_t to
 static bool glance_ahead(struct pf_stream *s, const struct pf_read_req *req, off64_t start,
 			 off64_t end)
 {
-	if (s->stride || s->backward) {
-		s->glance_end = 0; /* landing or backward: every read goes on */
+	if (s->stride) {
+		s->glance_end = 0; /* landing: every read is far ahead, and goes on */
 		return false;
 	}
 	bool ahead = (req->offset != PF_AT_FILE_OFFSET || !s->started) &&
