@@ -92,8 +92,9 @@ read_two_serial() {
 	parallel=$(elapsed_ms read_two_parallel "$MNT/a" "$MNT/b")
 	echo "serial $serial ms, parallel $parallel ms"
 	cat "$MNT/.slowfs-stats"
-	# Overlapped: well under the serial time (ideal: half).
-	[ $(( parallel * 100 )) -lt $(( serial * 80 )) ]
+	# The server's own count: two requests were in its hands at once. The
+	# times are shown, not asserted: under load (two suites and a busy loop
+	# per core) parallel took 346 ms against 395 serial, once in 14 runs.
 	grep -q 'max_inflight=[2-9]' "$MNT/.slowfs-stats"
 }
 
