@@ -196,8 +196,9 @@ struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	const struct pf_settings *cfg = pf_settings();
 	bool second = slot->stream != NULL;
 	bool backward = slot->run.flags & PF_RUN_BACKWARD;
+	struct pf_run run = slot->run;
 	if (backward)
-		pos = second ? -1 : pf_run_last_start(&slot->run);
+		pos = second ? -1 : pf_run_last_start(&run);
 	slot->run.reads = 0; /* if nothing comes of it, look again after a run of reads */
 	struct stat st;
 	if (backward && pos < 0)
@@ -217,6 +218,9 @@ struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	s->zero_fill_risk = !uncached && pf_fuse_file(fd);
 	s->from_start = !backward && (slot->run.flags & PF_RUN_FROM_START);
 	pf_stream_pattern(s, run_pattern(slot, second));
+	if (!second && run.alike && pf_run_last_start(&run) >= 0)
+		pf_stream_seed_landing(s, pf_run_last_start(&run), run.next_off,
+				       pf_run_last_skip(&run) + (off64_t)run.last_len, run.alike);
 	pf_stream_attach(slot, s);
 	/* Reads no stream serves make a run of their own: the other
 	 * position's, if it was read in turn with this one. */

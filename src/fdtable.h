@@ -39,13 +39,23 @@ enum pf_run_flags {
 	PF_RUN_TURNED = 1 << 3,     /* a seek back was counted; its read() comes next */
 };
 
+#define PF_RUN_READS_MAX ((1u << 14) - 1)
+/* A run's skips are compared in units of 16 KiB (tar's steps over members
+ * of one size differ by a 10 KiB record); a skip of more than
+ * PF_RUN_SKIP_UNITS_MAX units is not compared. */
+#define PF_RUN_SKIP_UNIT ((off64_t)16 * 1024)
+#define PF_RUN_SKIP_UNITS_MAX 255
+#define PF_RUN_ALIKE_MAX 3u
+
 /* A run of reads, each where the last ended or a short skip past it; or,
  * backward, each a short way before the last. */
 struct pf_run {
 	off64_t next_off; /* where its next read is expected, -1 unknown */
 	uint32_t last_len; /* bytes of its last read */
-	uint16_t reads;   /* reads in it */
+	uint16_t reads : 14; /* reads in it, up to PF_RUN_READS_MAX */
+	uint16_t alike : 2;  /* skips in a row alike the one before, up to PF_RUN_ALIKE_MAX */
 	uint8_t flags;    /* enum pf_run_flags */
+	uint8_t skip;     /* its last skip forward, in PF_RUN_SKIP_UNITs; 0 none */
 };
 
 struct pf_stream;

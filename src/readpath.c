@@ -93,13 +93,38 @@ void pf_run_start(struct pf_run *run, off64_t at)
 {
 	run->next_off = at;
 	run->reads = 0;
+	run->alike = 0;
+	run->skip = 0;
 	run->flags = at == 0 ? PF_RUN_FROM_START : 0;
 }
 
+/* A skip forward of `skip` bytes: counted alike when within a unit of the
+ * last one. Steady skips are no random reader's, and predict the next. */
+static void run_skipped(struct pf_run *run, off64_t skip)
+{
+	off64_t units = (skip + PF_RUN_SKIP_UNIT / 2) / PF_RUN_SKIP_UNIT + 1;
+	if (units > PF_RUN_SKIP_UNITS_MAX)
+		units = 0;
+	bool alike = units && run->skip && units - run->skip <= 1 && run->skip - units <= 1;
+	if (!alike)
+		run->alike = 0;
+	else if (run->alike < PF_RUN_ALIKE_MAX)
+		run->alike++;
+	run->skip = (uint8_t)units;
+	run->flags = (uint8_t)((run->flags | PF_RUN_SKIPPED) & ~PF_RUN_FROM_START);
+}
+
+/* The skip forward of a run's last step, in bytes, 0 unknown. */
+off64_t pf_run_last_skip(const struct pf_run *run)
+{
+	return run->skip ? (off64_t)(run->skip - 1) * PF_RUN_SKIP_UNIT : 0;
+}
+
+/* The run's reader read or seeked to `to`, in a step of kind `step`. */
 void pf_run_moved(struct pf_run *run, enum read_step step, off64_t to)
 {
 	if (step == STEP_FORWARD) {
-		run->flags = (uint8_t)((run->flags | PF_RUN_SKIPPED) & ~PF_RUN_FROM_START);
+		run_skipped(run, to - run->next_off);
 	} else if (step == STEP_BACKWARD) {
 		if (!(run->flags & PF_RUN_BACKWARD))
 			run->reads = 1; /* turned: the last read is its first */
@@ -116,20 +141,23 @@ void pf_run_count(struct pf_run *run, enum read_step step, off64_t at, size_t n)
 		run->flags = 0;
 		run->reads = 0;
 	}
-	pf_run_moved(run, step, at >= 0 ? at + (off64_t)n : -1);
+	pf_run_moved(run, step, at);
+	run->next_off = at >= 0 ? at + (off64_t)n : -1;
 	run->flags &= (uint8_t)~PF_RUN_TURNED;
 	run->last_len = n < UINT32_MAX ? (uint32_t)n : UINT32_MAX;
-	if (run->reads < UINT16_MAX)
+	if (run->reads < PF_RUN_READS_MAX)
 		run->reads++;
 }
 
 /* Reads in a row before a stream: a run with skips forward, or going
  * backward, needs more of them, so that a random reader, whose next read
- * lands a little ahead or behind now and then, does not look like one. */
+ * lands a little ahead or behind now and then, does not look like one; but
+ * not a run whose last skips were alike (tar tf, a strided reader). */
 bool pf_run_long_enough(const struct pf_run *run, const struct pf_settings *cfg)
 {
 	unsigned needed = cfg->min_sequential;
-	if ((run->flags & (PF_RUN_SKIPPED | PF_RUN_BACKWARD)) && needed < PF_SKIP_RUN)
+	bool steady = run->alike >= PF_LAND_STEADY;
+	if ((run->flags & (PF_RUN_SKIPPED | PF_RUN_BACKWARD)) && !steady && needed < PF_SKIP_RUN)
 		needed = PF_SKIP_RUN;
 	return run->reads >= needed;
 }

@@ -307,22 +307,17 @@ static void land_next(struct pf_stream *s, off64_t start, off64_t end)
 	s->next_off = at > last_end ? at : last_end;
 }
 
-/* The reader read [start, end) and goes on from there (s->lock held, before
- * pf_stream_moved): a few steps alike, each read a small part of its step,
- * and the window follows the landings; a step unlike the last, and it is
- * contiguous again. */
-void pf_stream_landed(struct pf_stream *s, off64_t start, off64_t end)
+/* Whether a step of gap bytes, reading [start, end), reads little of it. */
+static bool sparse_step(off64_t gap, size_t span, off64_t start, off64_t end)
 {
-	if (s->backward)
-		return;
-	size_t span = s->stride ? s->land_span : land_span(s, end - start);
-	off64_t gap = s->land_at >= 0 ? start - s->land_at : 0;
-	off64_t diff = gap > s->land_gap ? gap - s->land_gap : s->land_gap - gap;
-	bool sparse = gap >= 2 * (off64_t)span && (end - start) * PF_LAND_SPARSE <= gap;
-	bool alike = sparse && diff <= (off64_t)span / 8;
-	s->land_steady = alike ? (uint8_t)(s->land_steady + (s->land_steady < UINT8_MAX)) : 0;
-	s->land_at = start;
-	s->land_gap = gap;
+	return gap >= 2 * (off64_t)span && (end - start) * PF_LAND_SPARSE <= gap;
+}
+
+/* The window after a landing at [start, end), `alike` the last: follows
+ * the landings while they are steady, else the bytes ahead. */
+static void land_follow(struct pf_stream *s, off64_t start, off64_t end, off64_t gap, size_t span,
+			bool alike)
+{
 	if (s->stride && !alike) {
 		s->stride = 0; /* lost the step: the bytes ahead, from here */
 		window_clear(s);
@@ -338,6 +333,34 @@ void pf_stream_landed(struct pf_stream *s, off64_t start, off64_t end)
 		land_next(s, start, end);
 		pf_stream_pattern(s, PF_PATTERN_LANDING);
 	}
+}
+
+/* The reader read [start, end) and goes on from there (s->lock held, before
+ * pf_stream_moved): a few steps alike, each read a small part of its step,
+ * and the window follows the landings; a step unlike the last, and it is
+ * contiguous again. */
+void pf_stream_landed(struct pf_stream *s, off64_t start, off64_t end)
+{
+	if (s->backward)
+		return;
+	size_t span = s->stride ? s->land_span : land_span(s, end - start);
+	off64_t gap = s->land_at >= 0 ? start - s->land_at : 0;
+	off64_t diff = gap > s->land_gap ? gap - s->land_gap : s->land_gap - gap;
+	bool alike = sparse_step(gap, span, start, end) && diff <= (off64_t)span / 8;
+	s->land_steady = alike ? (uint8_t)(s->land_steady + (s->land_steady < UINT8_MAX)) : 0;
+	s->land_at = start;
+	s->land_gap = gap;
+	land_follow(s, start, end, gap, span, alike);
+}
+
+void pf_stream_seed_landing(struct pf_stream *s, off64_t start, off64_t end, off64_t gap,
+			    unsigned alike)
+{
+	size_t span = land_span(s, end - start);
+	s->land_at = start;
+	s->land_gap = gap;
+	s->land_steady = sparse_step(gap, span, start, end) ? (uint8_t)alike : 0;
+	land_follow(s, start, end, gap, span, false);
 }
 
 /* The reader moved on to pos: retire what it passed, schedule more, and

@@ -34,6 +34,7 @@
 #define PF_LAND_SPARSE 8
 #define PF_LAND_STEADY 3u
 #define PF_LAND_SPAN ((size_t)256 * 1024)
+_Static_assert(PF_LAND_STEADY <= PF_RUN_ALIKE_MAX, "a run counts too few alike skips");
 
 enum chunk_state { CHUNK_FREE, CHUNK_QUEUED, CHUNK_READING, CHUNK_DONE };
 
@@ -138,6 +139,11 @@ void pf_stream_unref_locked(struct pf_stream *s);
 void pf_stream_fill(struct pf_stream *s);
 void pf_stream_moved(struct pf_stream *s, off64_t pos, bool at_eof);
 void pf_stream_landed(struct pf_stream *s, off64_t start, off64_t end);
+/* A new stream whose run's last read was [start, end), after `alike`
+ * steady skips, the last `gap` bytes from read start to read start: goes
+ * on judging landings from there (before its first fill). */
+void pf_stream_seed_landing(struct pf_stream *s, off64_t start, off64_t end, off64_t gap,
+			    unsigned alike);
 /* Makes s the slot's stream, or its second (slot lock held). */
 void pf_stream_attach(struct pf_fd *slot, struct pf_stream *s);
 /* Detaches one stream of the slot, or all of them (slot lock held). */
@@ -204,6 +210,7 @@ enum read_step { STEP_EXACT, STEP_FORWARD, STEP_BACKWARD, STEP_ELSEWHERE };
 enum read_step pf_run_step(const struct pf_run *run, off64_t at);
 /* Where the run's last read started; -1 when unknown. */
 off64_t pf_run_last_start(const struct pf_run *run);
+off64_t pf_run_last_skip(const struct pf_run *run);
 void pf_run_start(struct pf_run *run, off64_t at);
 /* The run goes on to `to` (a seek), or past n bytes read at `at` (-1 unknown). */
 void pf_run_moved(struct pf_run *run, enum read_step step, off64_t to);

@@ -131,8 +131,41 @@ footer_first() {
 	[ "$(stat_sum streams_landing)" -eq 1 ]
 	echo "fetched $(stat_sum bytes_fetched) of $size"
 	[ "$(stat_sum bytes_fetched)" -lt $((size / 2)) ]
+	# Steady from its first steps: all but the first five or six of
+	# tar's 10 KiB reads served.
+	[ "$(stat_sum bytes_served)" -ge $(((48 - 6) * 10240)) ]
 	# The steps went on being predicted to the end: no stream dropped.
 	[ "$(stat_sum streams_dropped)" -eq 0 ]
+}
+
+# steady_steps HOW N: access_pattern steps reading 10 KiB at N headers
+# 1 MiB + 512 bytes apart, each read from the 10 KiB record that holds it
+# (tar's reads over members of 1 MiB: steps that vary by a record), by
+# pread (HOW=at) or lseek + read (HOW=seek).
+steady_steps() {
+	local k at
+	for k in $(seq 0 $(($2 - 1))); do
+		at=$((k * 1049088 / 10240 * 10240))
+		if [ "$1" = at ]; then printf '%s\n' "at:$at" "pread:10240:1"
+		else printf '%s\n' "seek:$at" "read:10240:1"; fi
+	done
+}
+
+# A random reader needs eight reads in a row to look like a skipping one;
+# skips alike need fewer: after the fifth read, and the window holds the
+# next landings at once. Seven reads: before, no stream at all.
+@test "steady skips (tar's headers): a landing stream after five reads" {
+	make_file data 12000000
+	local how
+	for how in at seek; do
+		run -0 check_three_modes "$HELPERS/access_pattern" data $(steady_steps $how 7)
+		echo "$how: $(cat "$STATS")"
+		assert_engaged
+		[ "$(stat_sum files_prefetched)" -eq 1 ]
+		[ "$(stat_sum streams_landing)" -eq 1 ]
+		[ "$(stat_sum streams_dropped)" -eq 0 ]
+		[ "$(stat_sum bytes_served)" -eq $((2 * 10240)) ]
+	done
 }
 
 # down_steps SIZE READ STEP: access_pattern steps that pread READ bytes at
