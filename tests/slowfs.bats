@@ -3,6 +3,7 @@
 # unchanged, really be slow, serve concurrent requests concurrently; and
 # libprefetch must engage on it.
 
+bats_require_minimum_version 1.5.0
 load test_helper
 
 # The slowfs checks do not need the library: only the last tests do.
@@ -333,12 +334,15 @@ dead_prefetch() { dies_mid_read with_prefetch "$@"; }
 		[ "$(stat_sum errors_forwarded)" -eq 1 ]
 	done
 	# No read is sent after the first failure: only those in flight then
-	# (one per worker, and the reader's) fail.
+	# (one per worker, and the reader's) fail. Under strace, whose stops
+	# slow the reader, the window can be full and no read in flight when
+	# the kill falls (once in about 40 loaded runs): then the first read
+	# after it fails with ENOTCONN, as a plain reader's does.
 	need_strace
 	run -0 dies_mid_read strace -f -qq -e trace=pread64 -e status=failed \
 		-o "$BATS_TEST_TMPDIR/strace" env LD_PRELOAD="$SANITIZER_PRELOAD$PREFETCH_LIB" cat
 	echo "$output"
-	grep -q 'Software caused connection abort' <<< "$output"
+	grep -qxF -e "$aborted" -e "$gone" <<< "$output"
 	failed=$(grep -c 'pread64(' "$BATS_TEST_TMPDIR/strace")
 	echo "failed reads: $failed"
 	[ "$failed" -ge 1 ] && [ "$failed" -le 5 ]
