@@ -197,8 +197,9 @@ struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	bool second = slot->stream != NULL;
 	bool backward = slot->run.flags & PF_RUN_BACKWARD;
 	struct pf_run run = slot->run;
+	off64_t last_start = pf_run_last_start(&run);
 	if (backward)
-		pos = second ? -1 : pf_run_last_start(&run);
+		pos = second ? -1 : last_start;
 	slot->run.reads = 0; /* if nothing comes of it, look again after a run of reads */
 	struct stat st;
 	if (backward && pos < 0)
@@ -218,8 +219,8 @@ struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	s->zero_fill_risk = !uncached && pf_fuse_file(fd);
 	s->from_start = !backward && (slot->run.flags & PF_RUN_FROM_START);
 	pf_stream_pattern(s, run_pattern(slot, second));
-	if (!second && run.alike && pf_run_last_start(&run) >= 0)
-		pf_stream_seed_landing(s, pf_run_last_start(&run), run.next_off,
+	if (!second && run.alike && last_start >= 0)
+		pf_stream_seed_landing(s, last_start, run.next_off,
 				       pf_run_last_skip(&run) + (off64_t)run.last_len, run.alike);
 	pf_stream_attach(slot, s);
 	/* Reads no stream serves make a run of their own: the other

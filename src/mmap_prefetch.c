@@ -53,8 +53,6 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 /* --- fork ----------------------------------------------------------------------- */
 
-/* --- fork ----------------------------------------------------------------------- */
-
 /* Holds the table, once no worker is being started: from pthread_create
  * until it reaches worker_main, a thread start allocates (glibc's TLS, a
  * sanitizer runtime's thread set-up). glibc's malloc is made safe for fork;

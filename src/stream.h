@@ -210,6 +210,7 @@ enum read_step { STEP_EXACT, STEP_FORWARD, STEP_BACKWARD, STEP_ELSEWHERE };
 enum read_step pf_run_step(const struct pf_run *run, off64_t at);
 /* Where the run's last read started; -1 when unknown. */
 off64_t pf_run_last_start(const struct pf_run *run);
+/* The run's last skip forward, rounded to PF_RUN_SKIP_UNIT; 0 when none or too long to keep. */
 off64_t pf_run_last_skip(const struct pf_run *run);
 void pf_run_start(struct pf_run *run, off64_t at);
 /* The run goes on to `to` (a seek), or past n bytes read at `at` (-1 unknown). */
