@@ -166,9 +166,18 @@ static void content(const struct files *fs, int i, off_t pos, unsigned char *out
 		uint64_t word = (uint64_t)pos / 8;
 		uint64_t h = mix64(key ^ word);
 		uint64_t h2 = mix64(h);
+		bool has_nl = nl && h2 % nl == 0;
+		if (pos % 8 == 0 && n >= 8 && !has_nl) { /* the common case, a word at once */
+			for (unsigned b = 0; b < 8; b++)
+				out[b] = (unsigned char)(h >> (8 * b));
+			out += 8;
+			pos += 8;
+			n -= 8;
+			continue;
+		}
 		for (unsigned b = (unsigned)(pos % 8); b < 8 && n > 0; b++, n--, pos++) {
 			unsigned char c = (unsigned char)(h >> (8 * b));
-			if (nl && h2 % nl == 0 && (h2 >> 32) % 8 == b)
+			if (has_nl && (h2 >> 32) % 8 == b)
 				c = '\n';
 			*out++ = c;
 		}
