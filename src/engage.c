@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "libc.h"
@@ -21,23 +20,21 @@
 
 /* Only read-only regular files (the caller checked S_ISREG) on real
  * filesystems are prefetched. */
-static bool is_candidate(int fd)
+static bool is_candidate(int fd, dev_t dev)
 {
 	int flags = pf_libc.fcntl(fd, F_GETFL);
 	if (flags < 0 || (flags & O_ACCMODE) != O_RDONLY || (flags & (O_DIRECT | O_PATH)))
 		return false;
-	struct statfs fs;
-	if (fstatfs(fd, &fs) != 0 || pf_pseudo_filesystem((long)fs.f_type))
-		return false;
-	return true;
+	enum pf_fs_kind kind = pf_fs_kind(fd, dev);
+	return kind != PF_FS_UNASKED && kind != PF_FS_PSEUDO;
 }
 
 /* is_candidate, asked once per descriptor (slot lock held). */
-bool pf_file_classified(struct pf_fd *slot, int fd)
+bool pf_file_classified(struct pf_fd *slot, int fd, const struct stat *st)
 {
 	if (slot->flags & PF_FDF_CLASSIFIED)
 		return true;
-	if (!is_candidate(fd))
+	if (!is_candidate(fd, st->st_dev))
 		return false;
 	slot->flags |= PF_FDF_CLASSIFIED;
 	return true;
@@ -153,7 +150,7 @@ static bool may_engage(struct pf_fd *slot, int fd, const struct pf_settings *cfg
 {
 	if (!worth_reading_ahead(slot, fd, cfg, st, pos, backward))
 		return false;
-	if (!pf_file_classified(slot, fd)) {
+	if (!pf_file_classified(slot, fd, st)) {
 		slot->state = PF_FD_IGNORED;
 		PF_LOG(PF_LOG_TRACE, "fd %d: not a read-only regular file; ignored", fd);
 		return false;
@@ -216,7 +213,7 @@ struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos)
 	}
 	s->backward = backward;
 	pf_mode_start(s, uncached);
-	s->zero_fill_risk = !uncached && pf_fuse_file(fd);
+	s->zero_fill_risk = !uncached && pf_fs_kind(fd, st.st_dev) == PF_FS_FUSE;
 	s->from_start = !backward && (slot->run.flags & PF_RUN_FROM_START);
 	pf_stream_pattern(s, run_pattern(slot, second));
 	if (!second && run.alike && last_start >= 0)

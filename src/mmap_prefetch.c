@@ -23,7 +23,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,12 +124,13 @@ static bool one_stream(const struct stat *st)
  * asynchronous readahead. *truthful: mincore() tells page-cache residency
  * of mappings of this file (since Linux 5.2 only to its owner, CAP_FOWNER
  * or who may write it; anyone else is told every page is resident). Owner
- * or root is checked. */
-static size_t file_extent(int fd, off64_t off, size_t len, bool *truthful)
+ * or root is checked. *dev: the file's device. */
+static size_t file_extent(int fd, off64_t off, size_t len, bool *truthful, dev_t *dev)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0 || pf_excluded_file(&st) || st.st_size <= off || one_stream(&st))
 		return 0;
+	*dev = st.st_dev;
 	uid_t euid = geteuid();
 	*truthful = euid == 0 || st.st_uid == euid;
 	uint64_t data = (uint64_t)(st.st_size - off);
@@ -138,12 +138,12 @@ static size_t file_extent(int fd, off64_t off, size_t len, bool *truthful)
 }
 
 /* The file is on a filesystem whose data is not read from storage (procfs,
- * hugetlbfs...). Asked only of mappings about to be watched: fstatfs() is a
- * round trip to the server on FUSE and on NFS. */
-static bool on_pseudo_filesystem(int fd)
+ * hugetlbfs...). Asked only of mappings about to be watched: the first
+ * file of a filesystem costs a round trip to the server on NFS. */
+static bool on_pseudo_filesystem(int fd, dev_t dev)
 {
-	struct statfs fs;
-	return fstatfs(fd, &fs) != 0 || pf_pseudo_filesystem((long)fs.f_type);
+	enum pf_fs_kind kind = pf_fs_kind(fd, dev);
+	return kind == PF_FS_UNASKED || kind == PF_FS_PSEUDO;
 }
 
 /* One page of the file, at off in it and at addr in the program's mapping,
@@ -250,7 +250,8 @@ void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t
 	int saved = pf_enter();
 	pthread_once(&init_once, init_once_fn);
 	bool truthful = false;
-	size_t data = file_extent(fd, off, len, &truthful);
+	dev_t dev = 0;
+	size_t data = file_extent(fd, off, len, &truthful, &dev);
 	if (data < PF_MMAP_MIN_CHUNKS * cfg->chunk)
 		goto out;
 	data = (data + pf_mm.page_size - 1) & ~(pf_mm.page_size - 1);
@@ -259,7 +260,7 @@ void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t
 		PF_LOG(PF_LOG_TRACE, "fd %d: mapping of %zu bytes is in the page cache", fd, data);
 		goto out;
 	}
-	if (on_pseudo_filesystem(fd))
+	if (on_pseudo_filesystem(fd, dev))
 		goto out;
 	/* The workers' own view of the same file data: they read ahead by
 	 * faulting it in there, never touching the program's mapping, whose

@@ -24,7 +24,7 @@ static bool splittable(struct pf_fd *slot, int fd, off64_t start, size_t total, 
 	const struct pf_settings *cfg = pf_settings();
 	if (fstat(fd, st) != 0 || pf_excluded_file(st) || start >= st->st_size)
 		return false;
-	if (!pf_file_classified(slot, fd))
+	if (!pf_file_classified(slot, fd, st))
 		return false;
 	if (cfg->parallel == 0 || (cfg->parallel == PF_PARALLEL_AUTO &&
 				   PF_STORAGE_ONE_STREAM(pf_storage_mode(st->st_dev))))

@@ -15,11 +15,15 @@
 
 #define PF_STORAGE_DEVS 32u
 
-/* dev + 1 (0: free slot), then the mode; written once each, read lock-free. */
-static struct {
+/* dev + 1 (0: free slot), then what is known of it; each written once
+ * (or with the same value), read lock-free. A device number freed by an
+ * unmount and given to another mount keeps what was learned of the first. */
+struct known_dev {
 	unsigned long long dev1;
-	int mode;
-} known[PF_STORAGE_DEVS];
+	int mode; /* enum pf_storage_mode + 1; 0 until learned */
+	int kind; /* enum pf_fs_kind */
+};
+static struct known_dev known[PF_STORAGE_DEVS];
 
 /* FUSE clients that serve each open handle as one sequential stream (an
  * HTTP range request): a read out of order there costs a wait and a new
@@ -109,35 +113,38 @@ bool pf_mount_type(dev_t dev, char type[64])
 	return found;
 }
 
-static int *slot_of(dev_t dev, bool claim)
+static struct known_dev *device(dev_t dev, bool claim)
 {
 	unsigned long long dev1 = (unsigned long long)dev + 1;
 	for (unsigned i = 0; i < PF_STORAGE_DEVS; i++) {
 		unsigned long long d = __atomic_load_n(&known[i].dev1, __ATOMIC_ACQUIRE);
 		if (d == dev1)
-			return &known[i].mode;
+			return &known[i];
 		if (d == 0 && claim &&
 		    __atomic_compare_exchange_n(&known[i].dev1, &d, dev1, false, __ATOMIC_ACQ_REL,
 						__ATOMIC_ACQUIRE))
-			return &known[i].mode;
+			return &known[i];
 		if (d == 0 && !claim)
 			return NULL;
+		if (d == dev1) /* claimed by another thread meanwhile */
+			return &known[i];
 	}
 	return NULL;
 }
 
 void pf_storage_learn(dev_t dev, enum pf_storage_mode mode)
 {
-	int *m = slot_of(dev, true);
-	if (m)
-		__atomic_store_n(m, (int)mode, __ATOMIC_RELEASE);
+	struct known_dev *k = device(dev, true);
+	if (k)
+		__atomic_store_n(&k->mode, (int)mode + 1, __ATOMIC_RELEASE);
 }
 
 enum pf_storage_mode pf_storage_mode(dev_t dev)
 {
-	int *m = slot_of(dev, false);
-	if (m)
-		return (enum pf_storage_mode)__atomic_load_n(m, __ATOMIC_ACQUIRE);
+	struct known_dev *k = device(dev, false);
+	int learned = k ? __atomic_load_n(&k->mode, __ATOMIC_ACQUIRE) : 0;
+	if (learned)
+		return (enum pf_storage_mode)(learned - 1);
 	char type[64];
 	enum pf_storage_mode mode = PF_STORAGE_UNKNOWN;
 	if (pf_mount_type(dev, type) && one_stream_client(type)) {
@@ -148,8 +155,34 @@ enum pf_storage_mode pf_storage_mode(dev_t dev)
 	return mode;
 }
 
-bool pf_fuse_file(int fd)
+/* "fuse", "fuseblk", "fuse.sshfs"...; not "fusectl". */
+static bool fuse_type(const char *type)
 {
+	return strcmp(type, "fuse") == 0 || strcmp(type, "fuseblk") == 0 ||
+	       strncmp(type, "fuse.", 5) == 0;
+}
+
+static enum pf_fs_kind ask_kind(int fd, dev_t dev)
+{
+	char type[64];
+	if (pf_mount_type(dev, type) && fuse_type(type))
+		return PF_FS_FUSE;
 	struct statfs fs;
-	return fstatfs(fd, &fs) == 0 && fs.f_type == FUSE_SUPER_MAGIC;
+	if (fstatfs(fd, &fs) != 0)
+		return PF_FS_UNASKED;
+	if (pf_pseudo_filesystem((long)fs.f_type))
+		return PF_FS_PSEUDO;
+	return fs.f_type == FUSE_SUPER_MAGIC ? PF_FS_FUSE : PF_FS_OTHER;
+}
+
+enum pf_fs_kind pf_fs_kind(int fd, dev_t dev)
+{
+	struct known_dev *k = device(dev, true);
+	int kind = k ? __atomic_load_n(&k->kind, __ATOMIC_ACQUIRE) : PF_FS_UNASKED;
+	if (kind != PF_FS_UNASKED)
+		return (enum pf_fs_kind)kind;
+	kind = ask_kind(fd, dev);
+	if (k)
+		__atomic_store_n(&k->kind, kind, __ATOMIC_RELEASE);
+	return (enum pf_fs_kind)kind;
 }

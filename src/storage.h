@@ -34,9 +34,19 @@ void pf_storage_learn(dev_t dev, enum pf_storage_mode mode);
  * hugetlbfs, ...): never prefetched. */
 bool pf_pseudo_filesystem(long type);
 
-/* Whether fd is on a FUSE filesystem, whose page cache keeps a short read's
- * zero-filled pages as valid data. */
-bool pf_fuse_file(int fd);
+/* The kind of filesystem a file is on, as far as prefetching goes. */
+enum pf_fs_kind {
+	PF_FS_UNASKED = 0, /* or fstatfs() failed: not a candidate */
+	PF_FS_PSEUDO,      /* not data on storage (proc, sysfs, cgroup, hugetlbfs...) */
+	PF_FS_FUSE,        /* its page cache keeps a short read's zero-filled pages */
+	PF_FS_OTHER,
+};
+
+/* The kind of the filesystem of fd (device dev), asked once per device:
+ * from the mount table where it names a FUSE client, whose fstatfs() is a
+ * round trip to its server (sshfs at 10 ms one way: 20 ms), else by
+ * fstatfs(). */
+enum pf_fs_kind pf_fs_kind(int fd, dev_t dev);
 
 /* The filesystem type of the mount of dev as mount(8) shows it ("ext4",
  * "fuse.sshfs"), from /proc/self/mountinfo; false when not found. */

@@ -184,7 +184,7 @@ void pf_probe_restart(struct pf_stream *s);
 /* --- engage.c: which descriptors get a stream ------------------------------------ */
 
 /* Whether fd is a read-only file on real storage, asked once per slot. */
-bool pf_file_classified(struct pf_fd *slot, int fd);
+bool pf_file_classified(struct pf_fd *slot, int fd, const struct stat *st);
 bool pf_range_cached(int fd, off64_t from, off64_t to);
 /* Attaches a stream to a descriptor whose reads looked sequential, if there
  * is anything to gain; pos -1 for the file offset (slot lock held). */
