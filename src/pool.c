@@ -229,6 +229,7 @@ void pf_engine_atfork_child(void)
 	pool.state = 0;
 	pf_streams_forget();
 	pf_slots_reset_in_child();
+	pf_own_reads_reset_in_child();
 	pf_stats_reset();
 	pf_in_library = 0;
 }

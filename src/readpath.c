@@ -187,6 +187,33 @@ enum read_step pf_watch_step(struct pf_fd *slot, off64_t at)
 	return step;
 }
 
+/* The program's own reads of chunk size or more, of watched files, in the
+ * kernel now, over all its threads. A program that keeps several such in
+ * flight by itself (8 threads reading 1 MiB each) already keeps the storage
+ * busy: reads ahead of it only add copies and threads (1.26-1.52x slower,
+ * docs/benchmarks-storage.md). A thread cancelled in its read leaves one
+ * counted: the library only steps aside more readily. */
+static unsigned own_reads;
+#define PF_OWN_READS_BUSY 3u
+
+void pf_own_reads_reset_in_child(void)
+{
+	own_reads = 0;
+}
+
+/* The run of a descriptor read alongside PF_OWN_READS_BUSY or more of the
+ * program's own large reads is left to the program (slot lock held). */
+static bool program_reads_in_parallel(struct pf_fd *slot, unsigned others)
+{
+	if (others < PF_OWN_READS_BUSY)
+		return false;
+	if (!(slot->flags & PF_FDF_OWN_PARALLEL))
+		PF_STAT_ADD(parallel_reader_skips, 1);
+	slot->flags |= PF_FDF_OWN_PARALLEL;
+	slot->run.reads = 0; /* look again after another run of reads */
+	return true;
+}
+
 /* A read of a descriptor without a stream: pass it through, and count
  * sequential reads (slot lock held, dropped during the read itself, which
  * may block for ever on a pipe or socket). */
@@ -204,12 +231,19 @@ static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req
 	enum read_step step = pf_watch_step(slot, req->offset);
 	off64_t at = req->offset == PF_AT_FILE_OFFSET ? slot->run.next_off : req->offset;
 	pthread_mutex_unlock(&slot->lock);
+	bool large = total >= cfg->chunk;
+	if (large)
+		__atomic_add_fetch(&own_reads, 1, __ATOMIC_RELAXED);
 	ssize_t r = pf_pass_through(fd, req);
 	int saved = errno;
+	unsigned others = __atomic_load_n(&own_reads, __ATOMIC_RELAXED);
+	if (large)
+		others = __atomic_sub_fetch(&own_reads, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&slot->lock);
 	if (slot->state == PF_FD_WATCHING && r > 0) {
 		pf_run_count(&slot->run, step, at, (size_t)r);
-		if (pf_run_long_enough(&slot->run, cfg) || (slot->flags & PF_FDF_SEQ_ADVICE))
+		if ((pf_run_long_enough(&slot->run, cfg) || (slot->flags & PF_FDF_SEQ_ADVICE)) &&
+		    !program_reads_in_parallel(slot, others))
 			/* read(): where the kernel says, which another descriptor
 			 * of the same open file may have moved. */
 			try_engage(slot, fd, req->offset == PF_AT_FILE_OFFSET ? -1 : slot->run.next_off);

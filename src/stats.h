@@ -10,7 +10,7 @@
  *     streams_sequential=N streams_skipping=N streams_landing=N streams_scanning=N
  *     streams_backward=N streams_second=N reads_split=N files_predicted=N
  *     files_predicted_opened=N files_predicted_failed=N bytes_predicted_unused=N
- *     node_memory_limited=N node_requests_limited=N
+ *     node_memory_limited=N node_requests_limited=N parallel_reader_skips=N
  */
 #ifndef PF_STATS_H
 #define PF_STATS_H
@@ -52,7 +52,8 @@
 	X(files_predicted_failed, "files_predicted_failed", 1) /* could not be fetched */ \
 	X(bytes_predicted_unused, "bytes_predicted_unused", 1) /* fetched, never opened */ \
 	X(node_memory_limited, "node_memory_limited", 1) /* buffers the node's cap refused */ \
-	X(node_requests_limited, "node_requests_limited", 1) /* reads left: node's cap reached */
+	X(node_requests_limited, "node_requests_limited", 1) /* reads left: node's cap reached */ \
+	X(parallel_reader_skips, "parallel_reader_skips", 1) /* the program reads in parallel itself */
 
 #define PF_STATS_FIELD(field, name, div) uint64_t field;
 

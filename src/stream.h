@@ -228,5 +228,7 @@ enum read_step pf_watch_step(struct pf_fd *slot, off64_t at);
 ssize_t pf_split_read(struct pf_fd *slot, int fd, const struct pf_read_req *req, size_t total);
 ssize_t pf_pass_through(int fd, const struct pf_read_req *req);
 void pf_slots_reset_in_child(void);
+/* readpath.c: the count of the program's reads in flight starts at 0. */
+void pf_own_reads_reset_in_child(void);
 
 #endif

@@ -262,6 +262,57 @@ slowfs_counter() {
 	[ "$(grep -c 'statfs(' "$BATS_TEST_TMPDIR/lib")" -eq "$(grep -c 'statfs(' "$BATS_TEST_TMPDIR/plain")" ]
 }
 
+# write_par_read: $PAR_READ, a Python program (THREADS FILE): THREADS
+# threads, each with its own descriptor and part of FILE, read it in 1 MiB
+# preads, as programs that read in parallel by themselves do; it prints
+# each part's CRC.
+write_par_read() {
+	PAR_READ=$BATS_TEST_TMPDIR/par_read.py
+	cat > "$PAR_READ" <<'EOF'
+import os, sys, threading, zlib
+n, path = int(sys.argv[1]), sys.argv[2]
+size = os.path.getsize(path)
+part = (size + n - 1) // n
+crcs = [0] * n
+def work(i):
+    fd = os.open(path, os.O_RDONLY)
+    pos, end = i * part, min(size, (i + 1) * part)
+    while pos < end:
+        b = os.pread(fd, min(1 << 20, end - pos), pos)
+        if not b:
+            break
+        crcs[i] = zlib.crc32(b, crcs[i])
+        pos += len(b)
+    os.close(fd)
+threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(" ".join("%08x" % c for c in crcs))
+EOF
+}
+
+# A program that keeps several large reads in flight by itself already keeps
+# the storage busy: reads ahead of it only added copies (par8 in
+# docs/benchmarks-storage.md). Alone, the same reader is prefetched.
+@test "libprefetch: a program reading in parallel by itself is left to it; one thread is prefetched" {
+	need_library
+	command -v python3 > /dev/null || skip "python3 missing"
+	make_file "$SRC/data" 33554432
+	mount_slowfs_or_skip --direct-io --delay-us=20000
+	# Each thread's reads take 20 ms each in the server: when a run is
+	# long enough, the other threads' reads are nearly always in flight.
+	write_par_read
+	run -0 same_in_three_modes python3 "$PAR_READ" 8 "$MNT/data"
+	echo "$output"
+	[ "$(stat_sum parallel_reader_skips)" -ge 1 ]
+	rm -f "$STATS"
+	run -0 same_in_three_modes python3 "$PAR_READ" 1 "$MNT/data"
+	assert_engaged
+	[ "$(stat_sum parallel_reader_skips)" -eq 0 ]
+}
+
 # fresh_*: the three modes, each on a pristine copy of the file, since the
 # runs below change it on the server's side.
 fresh_plain() { cp "$SRC/pristine" "$SRC/data" && with_plain "$@"; }
