@@ -25,8 +25,7 @@ static bool is_candidate(int fd, dev_t dev)
 	int flags = pf_libc.fcntl(fd, F_GETFL);
 	if (flags < 0 || (flags & O_ACCMODE) != O_RDONLY || (flags & (O_DIRECT | O_PATH)))
 		return false;
-	enum pf_fs_kind kind = pf_fs_kind(fd, dev);
-	return kind != PF_FS_UNASKED && kind != PF_FS_PSEUDO;
+	return pf_fs_holds_data(fd, dev);
 }
 
 /* is_candidate, asked once per descriptor (slot lock held). */

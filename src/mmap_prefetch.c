@@ -137,15 +137,6 @@ static size_t file_extent(int fd, off64_t off, size_t len, bool *truthful, dev_t
 	return data < len ? (size_t)data : len;
 }
 
-/* The file is on a filesystem whose data is not read from storage (procfs,
- * hugetlbfs...). Asked only of mappings about to be watched: the first
- * file of a filesystem costs a round trip to the server on NFS. */
-static bool on_pseudo_filesystem(int fd, dev_t dev)
-{
-	enum pf_fs_kind kind = pf_fs_kind(fd, dev);
-	return kind == PF_FS_UNASKED || kind == PF_FS_PSEUDO;
-}
-
 /* One page of the file, at off in it and at addr in the program's mapping,
  * is in the page cache. Asked of the page cache itself (pf_byte_cached)
  * where the kernel tells, without the process's mmap_lock, which mincore()
@@ -260,7 +251,9 @@ void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t
 		PF_LOG(PF_LOG_TRACE, "fd %d: mapping of %zu bytes is in the page cache", fd, data);
 		goto out;
 	}
-	if (on_pseudo_filesystem(fd, dev))
+	/* Asked only of mappings about to be watched: the first file of a
+	 * filesystem costs a round trip to the server on NFS. */
+	if (!pf_fs_holds_data(fd, dev))
 		goto out;
 	/* The workers' own view of the same file data: they read ahead by
 	 * faulting it in there, never touching the program's mapping, whose

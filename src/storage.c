@@ -15,13 +15,22 @@
 
 #define PF_STORAGE_DEVS 32u
 
+/* What the mount table says of a device's filesystem. */
+enum mount_class {
+	MOUNT_UNREAD = 0,
+	MOUNT_OTHER,
+	MOUNT_FUSE,
+	MOUNT_ONE_STREAM, /* a FUSE client of one_stream_clients */
+};
+
 /* dev + 1 (0: free slot), then what is known of it; each written once
  * (or with the same value), read lock-free. A device number freed by an
  * unmount and given to another mount keeps what was learned of the first. */
 struct known_dev {
 	unsigned long long dev1;
-	int mode; /* enum pf_storage_mode + 1; 0 until learned */
-	int kind; /* enum pf_fs_kind */
+	int mode;  /* enum pf_storage_mode + 1; 0 until learned */
+	int kind;  /* enum pf_fs_kind */
+	int mount; /* enum mount_class */
 };
 static struct known_dev known[PF_STORAGE_DEVS];
 
@@ -139,22 +148,6 @@ void pf_storage_learn(dev_t dev, enum pf_storage_mode mode)
 		__atomic_store_n(&k->mode, (int)mode + 1, __ATOMIC_RELEASE);
 }
 
-enum pf_storage_mode pf_storage_mode(dev_t dev)
-{
-	struct known_dev *k = device(dev, false);
-	int learned = k ? __atomic_load_n(&k->mode, __ATOMIC_ACQUIRE) : 0;
-	if (learned)
-		return (enum pf_storage_mode)(learned - 1);
-	char type[64];
-	enum pf_storage_mode mode = PF_STORAGE_UNKNOWN;
-	if (pf_mount_type(dev, type) && one_stream_client(type)) {
-		PF_LOG(PF_LOG_INFO, "%s reads ahead of each handle itself: stepping aside", type);
-		mode = PF_STORAGE_CLIENT_READS_AHEAD;
-	}
-	pf_storage_learn(dev, mode);
-	return mode;
-}
-
 /* "fuse", "fuseblk", "fuse.sshfs"...; not "fusectl". */
 static bool fuse_type(const char *type)
 {
@@ -162,10 +155,40 @@ static bool fuse_type(const char *type)
 	       strncmp(type, "fuse.", 5) == 0;
 }
 
-static enum pf_fs_kind ask_kind(int fd, dev_t dev)
+/* The mount table read once per device k (NULL: the table of devices is
+ * full, read each time). */
+static enum mount_class mount_class(struct known_dev *k, dev_t dev)
 {
+	int class = k ? __atomic_load_n(&k->mount, __ATOMIC_ACQUIRE) : MOUNT_UNREAD;
+	if (class != MOUNT_UNREAD)
+		return (enum mount_class)class;
 	char type[64];
-	if (pf_mount_type(dev, type) && fuse_type(type))
+	class = !pf_mount_type(dev, type) || !fuse_type(type) ? MOUNT_OTHER
+		: one_stream_client(type)		      ? MOUNT_ONE_STREAM
+							      : MOUNT_FUSE;
+	if (class == MOUNT_ONE_STREAM)
+		PF_LOG(PF_LOG_INFO, "%s reads ahead of each handle itself", type);
+	if (k)
+		__atomic_store_n(&k->mount, class, __ATOMIC_RELEASE);
+	return (enum mount_class)class;
+}
+
+enum pf_storage_mode pf_storage_mode(dev_t dev)
+{
+	struct known_dev *k = device(dev, true);
+	int learned = k ? __atomic_load_n(&k->mode, __ATOMIC_ACQUIRE) : 0;
+	if (learned)
+		return (enum pf_storage_mode)(learned - 1);
+	enum pf_storage_mode mode = mount_class(k, dev) == MOUNT_ONE_STREAM
+					    ? PF_STORAGE_CLIENT_READS_AHEAD
+					    : PF_STORAGE_UNKNOWN;
+	pf_storage_learn(dev, mode);
+	return mode;
+}
+
+static enum pf_fs_kind ask_kind(struct known_dev *k, int fd, dev_t dev)
+{
+	if (mount_class(k, dev) != MOUNT_OTHER)
 		return PF_FS_FUSE;
 	struct statfs fs;
 	if (fstatfs(fd, &fs) != 0)
@@ -181,8 +204,14 @@ enum pf_fs_kind pf_fs_kind(int fd, dev_t dev)
 	int kind = k ? __atomic_load_n(&k->kind, __ATOMIC_ACQUIRE) : PF_FS_UNASKED;
 	if (kind != PF_FS_UNASKED)
 		return (enum pf_fs_kind)kind;
-	kind = ask_kind(fd, dev);
+	kind = ask_kind(k, fd, dev);
 	if (k)
 		__atomic_store_n(&k->kind, kind, __ATOMIC_RELEASE);
 	return (enum pf_fs_kind)kind;
+}
+
+bool pf_fs_holds_data(int fd, dev_t dev)
+{
+	enum pf_fs_kind kind = pf_fs_kind(fd, dev);
+	return kind != PF_FS_UNASKED && kind != PF_FS_PSEUDO;
 }

@@ -48,6 +48,10 @@ enum pf_fs_kind {
  * fstatfs(). */
 enum pf_fs_kind pf_fs_kind(int fd, dev_t dev);
 
+/* Whether files of fd's filesystem are data on storage, worth reading
+ * ahead: known (not UNASKED) and not PSEUDO. */
+bool pf_fs_holds_data(int fd, dev_t dev);
+
 /* The filesystem type of the mount of dev as mount(8) shows it ("ext4",
  * "fuse.sshfs"), from /proc/self/mountinfo; false when not found. */
 bool pf_mount_type(dev_t dev, char type[64]);
