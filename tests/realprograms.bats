@@ -53,10 +53,16 @@ setup_file() {
 		export PYTHON
 	fi
 	# bin: random data, 16 MiB + 5 (not a multiple of any buffer size);
-	# bin2: the same with one byte changed near the end.
+	# bin2: the same with one byte changed near the end, to another value
+	# (a fixed 'X' was already there 1 time in 256: identical files).
 	make_file bin $((16 * MiB + 5))
 	cp bin bin2
-	printf 'X' | dd of=bin2 bs=1 seek=$((16 * MiB - 100)) conv=notrunc status=none
+	local at=$((16 * MiB - 100)) old
+	old=$(od -An -tu1 -j "$at" -N1 bin) || return 1
+	# shellcheck disable=SC2059 # an octal escape, made here
+	printf "\\$(printf %03o $(((old + 1) % 256)))" |
+		dd of=bin2 bs=1 seek="$at" conv=notrunc status=none
+	cmp -s bin bin2 && return 1
 	# text: 400000 numbered lines (about 22 MiB); text2: 40 of them changed.
 	make_text text 400000
 	sed 's/^line 0000\(.\)777 /LINE 0000\1777 /' text > text2
