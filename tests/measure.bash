@@ -35,17 +35,15 @@ stat_max() {
 evict() {
 	local max='' f res try
 	case ${1:-} in --max-cached=*) max=${1#*=}; shift ;; esac
-	for f in "$@"; do
-		dd if="$f" iflag=nocache count=0 status=none || return 1
-	done
-	[ -n "$max" ] && command -v fincore > /dev/null || return 0
+	[ -n "$max" ] && command -v fincore > /dev/null || max=
 	for f in "$@"; do
 		for ((try = 0; ; try++)); do
+			dd if="$f" iflag=nocache count=0 status=none || return 1
+			[ -n "$max" ] || break
 			res=$(fincore --bytes --noheadings --output RES "$f") || return 1
 			[ "$res" -gt "$max" ] || break
 			((try < 100)) || { echo "$f still has $res bytes cached" >&2; return 1; }
 			sleep 0.1
-			dd if="$f" iflag=nocache count=0 status=none || return 1
 		done
 	done
 }
