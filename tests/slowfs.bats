@@ -204,6 +204,26 @@ slowfs_counter() {
 	[ "$(stat_sum streams_uncached)" -eq 0 ]
 }
 
+# A direct_io read reaches the storage in requests of whole pages of the
+# program's buffer; pf_read's is malloc'd, 16 bytes into a page. Pieces cut
+# from the buffer's start would cost one request more each (8 for a 4 MiB
+# read, where the program alone makes 5).
+@test "libprefetch: a split read asks the storage no more requests than the program's own read" {
+	need_library
+	make_file "$SRC/data" 16777216
+	mount_slowfs_or_skip --direct-io --delay-us=200
+	local plain enabled
+	with_plain "$HELPERS/pf_read" --mode=pread --bs=4194304 "$MNT/data" > out.plain
+	plain=$(slowfs_counter reads)
+	with_prefetch "$HELPERS/pf_read" --mode=pread --bs=4194304 "$MNT/data" > out.enabled
+	enabled=$(( $(slowfs_counter reads) - plain ))
+	cat "$MNT/.slowfs-stats" "$STATS"
+	echo "requests: $plain without the library, $enabled with it"
+	cmp out.plain out.enabled
+	[ "$(stat_sum reads_split)" -ge 2 ]
+	[ "$enabled" -le "$plain" ]
+}
+
 # FUSE refuses RWF_NOWAIT, the library's usual test for cached data; there
 # cachestat(2) tells (as root or the file's owner), and a cached file is
 # read straight from the page cache: no copy through the workers.
