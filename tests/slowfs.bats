@@ -224,6 +224,28 @@ slowfs_counter() {
 	[ "$enabled" -le "$plain" ]
 }
 
+# The same for the workers' own buffers: malloc's would start 16 bytes into
+# a page, and a 2 MiB chunk (PREFETCH_CHUNK=1M, doubled on direct_io) would
+# be 3 requests of FUSE's 1 MiB, not 2.
+@test "libprefetch: a chunk read ahead is whole pages of its buffer: no request more than its size needs" {
+	need_library
+	make_file "$SRC/data" 16777216
+	mount_slowfs_or_skip --direct-io --delay-us=200
+	PREFETCH_CHUNK=1M with_prefetch "$HELPERS/pf_read" --bs=65536 "$MNT/data" > out.enabled
+	cat "$MNT/.slowfs-stats" "$STATS"
+	assert_engaged
+	local fetched requests own
+	fetched=$(stat_sum bytes_fetched)
+	requests=$(slowfs_counter reads)
+	# the program's own reads of 64 KiB before the stream started
+	own=$(( (16777216 - fetched) / 65536 ))
+	echo "$requests requests: $own of the program's, for $fetched bytes read ahead"
+	[ "$(slowfs_counter max_request)" -eq 1048576 ]
+	# At most two more, the reads at the end of the file that find nothing;
+	# with a request more per chunk, 8 more.
+	[ "$requests" -le $(( own + (fetched + 1048575) / 1048576 + 2 )) ]
+}
+
 # FUSE refuses RWF_NOWAIT, the library's usual test for cached data; there
 # cachestat(2) tells (as root or the file's owner), and a cached file is
 # read straight from the page cache: no copy through the workers.
