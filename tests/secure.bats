@@ -126,7 +126,8 @@ nobody_reads() {
 		[[ $stderr == *"cannot open $D/out/$link: Too many levels of symbolic links"* ]]
 	done
 	[ "$(cat "$D/target")" = original ]
-	[ -L "$D/out/stats" ] && [ -L "$D/out/dangling" ]
+	[ -L "$D/out/stats" ]
+	[ -L "$D/out/dangling" ]
 	[ ! -e "$D/out/created" ]
 	# The same run as root: O_NOFOLLOW holds for root as well.
 	# shellcheck disable=SC2046

@@ -308,7 +308,8 @@ defined $d && $d == 2 or exit 3; POSIX::write($d, "data\n", 5); print "ok\n";'
 	[ "$(cat out.plain)" = data ]
 	# stderr a file: the line goes there (opened again by its path).
 	with_settings PREFETCH_STATS=1 -- perl -e "$CLOSE_STDERR" data out.data
-	[ "$status" -eq 0 ] && [ "$(cat out)" = "$plain" ]
+	[ "$status" -eq 0 ]
+	[ "$(cat out)" = "$plain" ]
 	[ "$(cat out.data)" = data ]
 	[[ $(stats_line) == *" prog=perl files_prefetched="[1-9]* ]]
 	# stderr a pipe, which cannot be opened again: not in the data file
