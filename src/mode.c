@@ -6,6 +6,7 @@
 #include <limits.h>
 
 #include "log.h"
+#include "nodebudget.h"
 #include "stats.h"
 #include "storage.h"
 #include "stream.h"
@@ -28,6 +29,22 @@ void pf_mode_set(struct pf_stream *s, enum stream_mode mode)
 	s->max_inflight = mode == MODE_PARALLEL ? UINT_MAX : 1;
 }
 
+/* What another process of the node measured of the stream's mount lately
+ * (nodebudget.h), so that a script's every process does not probe again: a
+ * probe reads its first six chunks one and two at a time. */
+static enum pf_storage_mode recall(struct pf_stream *s)
+{
+	unsigned v = pf_node_recall(pf_storage_mount_id(s->fd, s->version.st_dev));
+	if (v != PF_STORAGE_PARALLEL + 1 && v != PF_STORAGE_ORDERED + 1)
+		return PF_STORAGE_UNKNOWN;
+	enum pf_storage_mode mode = (enum pf_storage_mode)(v - 1);
+	pf_storage_learn(s->version.st_dev, mode);
+	PF_STAT_ADD(storage_recalled, 1);
+	PF_LOG(PF_LOG_INFO, "fd %d: another process measured this storage lately: %s", s->fd,
+	       mode == PF_STORAGE_ORDERED ? "reading in order, one at a time" : "reading in parallel");
+	return mode;
+}
+
 /* A new stream starts in the mode set by PREFETCH_PARALLEL, or that its
  * filesystem was found to reward, or probes. Only where its reads bypass
  * the page cache: through it, the kernel's readahead on the same open file
@@ -40,6 +57,8 @@ void pf_mode_start(struct pf_stream *s, bool uncached)
 				     : parallel ? PF_STORAGE_PARALLEL : PF_STORAGE_ORDERED;
 	if (known == PF_STORAGE_UNKNOWN && !uncached)
 		known = PF_STORAGE_PARALLEL;
+	else if (known == PF_STORAGE_UNKNOWN)
+		known = recall(s);
 	pf_mode_set(s, known == PF_STORAGE_PARALLEL  ? MODE_PARALLEL
 		       : known == PF_STORAGE_ORDERED ? MODE_ORDERED : MODE_PROBING);
 	if (s->mode == MODE_ORDERED)
@@ -86,8 +105,9 @@ void probe_note(struct pf_stream *s, const struct pf_chunk *c)
 	       s->fd, gain, (unsigned)(s->alone_ns / 1000), PF_PROBE_PAIRED,
 	       (unsigned long long)busy / 1000,
 	       mode == MODE_ORDERED ? "reading in order, one at a time" : "reading in parallel");
-	pf_storage_learn(s->version.st_dev,
-			 mode == MODE_ORDERED ? PF_STORAGE_ORDERED : PF_STORAGE_PARALLEL);
+	enum pf_storage_mode learned = mode == MODE_ORDERED ? PF_STORAGE_ORDERED : PF_STORAGE_PARALLEL;
+	pf_storage_learn(s->version.st_dev, learned);
+	pf_node_remember(pf_storage_mount_id(s->fd, s->version.st_dev), (unsigned)learned + 1);
 }
 
 /* A probe compares reads of one size: a stream whose reads change size

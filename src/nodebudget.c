@@ -387,6 +387,73 @@ static void leave(void)
 	__atomic_sub_fetch(&node.ops, 1, __ATOMIC_SEQ_CST);
 }
 
+/* --- what was measured of mounts ------------------------------------------------------ */
+
+/* A measure is trusted this long: the storage may change (a server's load),
+ * and the next process to miss it measures again. */
+#define PF_NODE_RECALL_S 60u
+/* A learned word: the mount's unique ID (its low 32 bits: the kernel counts
+ * them up from 2^31), the value, and when, in seconds of CLOCK_MONOTONIC
+ * (one clock for every process), so that one atomic word holds it all. */
+#define LEARNED_TIME_BITS 28
+#define LEARNED_TIME_MASK ((1u << LEARNED_TIME_BITS) - 1)
+
+static uint32_t now_s(void)
+{
+	return (uint32_t)(pf_now_ns() / 1000000000u) & LEARNED_TIME_MASK;
+}
+
+static uint32_t learned_age(uint64_t word)
+{
+	return (now_s() - (uint32_t)word) & LEARNED_TIME_MASK;
+}
+
+static uint32_t learned_mount(uint64_t word)
+{
+	return (uint32_t)(word >> 32);
+}
+
+unsigned pf_node_recall(uint64_t mount)
+{
+	uint32_t id = (uint32_t)mount;
+	unsigned value = 0;
+	if (!id || enter(true) <= 0)
+		return 0;
+	for (unsigned i = 0; i < PF_NODE_LEARNED && !value; i++) {
+		uint64_t w = __atomic_load_n(&node.seg->learned[i], __ATOMIC_ACQUIRE);
+		if (w && learned_mount(w) == id && learned_age(w) < PF_NODE_RECALL_S)
+			value = (unsigned)(w >> LEARNED_TIME_BITS) & 15u;
+	}
+	leave();
+	return value;
+}
+
+/* Over the word of the same mount, else the oldest; a race lost to
+ * another process's measure leaves that one. */
+void pf_node_remember(uint64_t mount, unsigned value)
+{
+	uint32_t id = (uint32_t)mount;
+	if (!id || !value || value > 15u || enter(true) <= 0)
+		return;
+	unsigned pick = 0;
+	uint32_t oldest = 0;
+	uint64_t seen = 0;
+	for (unsigned i = 0; i < PF_NODE_LEARNED; i++) {
+		uint64_t w = __atomic_load_n(&node.seg->learned[i], __ATOMIC_ACQUIRE);
+		uint32_t age = w ? learned_age(w) : LEARNED_TIME_MASK;
+		if (w && learned_mount(w) == id) {
+			pick = i, seen = w;
+			break;
+		}
+		if (i == 0 || age > oldest)
+			pick = i, oldest = age, seen = w;
+	}
+	uint64_t word = (uint64_t)id << 32 | (uint64_t)value << LEARNED_TIME_BITS | now_s();
+	__atomic_compare_exchange_n(&node.seg->learned[pick], &seen, word, false, __ATOMIC_ACQ_REL,
+				    __ATOMIC_ACQUIRE);
+	leave();
+}
+
 /* --- the interface ------------------------------------------------------------------- */
 
 int pf_node_memory_reserve(uint64_t bytes)

@@ -22,6 +22,7 @@
  * PREFETCH_THREADS): one process alone never meets them. */
 #define PF_NODE_FACTOR 4u
 #define PF_NODE_PATH_FMT "/dev/shm/libprefetch-%u"
+#define PF_NODE_LEARNED 4u
 
 enum { PF_NODE_MEMORY, PF_NODE_REQUESTS, PF_NODE_KINDS };
 
@@ -46,7 +47,9 @@ struct pf_node_header {
 	uint64_t pid_ns;    /* the pid namespace's inode: pids name processes there only */
 	uint32_t nslots;
 	uint32_t used;      /* slots [0, used) were ever taken: sums stop there */
-	uint64_t unused[4];
+	/* What processes measured of filesystems (pf_node_recall), a word
+	 * each. Unused space in the first layout, which kept it zero. */
+	uint64_t learned[PF_NODE_LEARNED];
 	struct pf_node_slot slots[PF_NODE_SLOTS];
 };
 
@@ -59,6 +62,13 @@ void pf_node_memory_release(uint64_t bytes);
  * it ends), false when the node's cap is reached: never waits. */
 bool pf_node_request_acquire(void);
 void pf_node_request_release(void);
+
+/* What a process of the node measured of the storage of a mount (named by
+ * its unique ID, which the kernel never gives another mount) in the last
+ * PF_NODE_RECALL_S seconds: a value 1-15 of the caller's (storage.c's
+ * modes), or 0: not known, or no node budget. */
+unsigned pf_node_recall(uint64_t mount);
+void pf_node_remember(uint64_t mount, unsigned value);
 
 /* Attaches now if it has not: before a thread with a descriptor table of
  * its own starts (mmap workers, fetchers of files), whose first claim would

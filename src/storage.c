@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -31,7 +33,12 @@ struct known_dev {
 	int mode;  /* enum pf_storage_mode + 1; 0 until learned */
 	int kind;  /* enum pf_fs_kind */
 	int mount; /* enum mount_class */
+	uint64_t mnt_id; /* the mount's unique ID; 0: not asked */
 };
+#define NO_MNT_ID UINT64_MAX /* the kernel names no mount uniquely (before 6.8) */
+#ifndef STATX_MNT_ID_UNIQUE
+#define STATX_MNT_ID_UNIQUE 0x4000u /* Linux 6.8; glibc 2.36 does not name it */
+#endif
 static struct known_dev known[PF_STORAGE_DEVS];
 
 /* FUSE clients that serve each open handle as one sequential stream (an
@@ -214,4 +221,20 @@ bool pf_fs_holds_data(int fd, dev_t dev)
 {
 	enum pf_fs_kind kind = pf_fs_kind(fd, dev);
 	return kind != PF_FS_UNASKED && kind != PF_FS_PSEUDO;
+}
+
+uint64_t pf_storage_mount_id(int fd, dev_t dev)
+{
+	struct known_dev *k = device(dev, true);
+	uint64_t id = k ? __atomic_load_n(&k->mnt_id, __ATOMIC_ACQUIRE) : 0;
+	if (!id) {
+		struct statx sx;
+		id = statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID_UNIQUE, &sx) == 0 &&
+				     (sx.stx_mask & STATX_MNT_ID_UNIQUE) && sx.stx_mnt_id
+			     ? sx.stx_mnt_id
+			     : NO_MNT_ID;
+		if (k)
+			__atomic_store_n(&k->mnt_id, id, __ATOMIC_RELEASE);
+	}
+	return id == NO_MNT_ID ? 0 : id;
 }

@@ -30,6 +30,12 @@ enum pf_storage_mode pf_storage_mode(dev_t dev);
 /* Remembers what a stream measured on dev. Lock-free: safe across fork. */
 void pf_storage_learn(dev_t dev, enum pf_storage_mode mode);
 
+/* The unique ID of the mount of fd (device dev), which the kernel never
+ * gives another mount (a device number is reused by the next), asked once
+ * per device; 0 before Linux 6.8. AT_STATX_DONT_SYNC: a FUSE client would
+ * otherwise ask its server. */
+uint64_t pf_storage_mount_id(int fd, dev_t dev);
+
 /* Filesystems whose files are not data on storage (proc, sysfs, cgroup,
  * hugetlbfs, ...): never prefetched. */
 bool pf_pseudo_filesystem(long type);

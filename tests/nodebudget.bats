@@ -354,3 +354,54 @@ hostile_segment() {
 	grep -q '^used=1 memory=0 requests=0' <<< "$output"
 	[ "$(tail -n 1 "$BATS_TEST_TMPDIR/out" | cut -d' ' -f1)" = "$(tail -c +4194305 data | md5sum | cut -d' ' -f1)" ]
 }
+
+# recall_sequence: in one mount namespace (a copy of a mount has IDs of its
+# own), two processes on slowfs serving one stream per handle, then, slowfs
+# remounted plain at the same place, a third; statistics in s1, s2, s3.
+recall_sequence() {
+	trap 'fusermount3 -u "$MNT" 2> /dev/null' EXIT
+	"$SLOWFS" --direct-io --stream-per-handle --delay-us=20000 "$SRC" "$MNT" || return 1
+	echo "device $(stat -c %d "$MNT/data")"
+	STATS=$PWD/s1 with_prefetch md5sum "$MNT/data" > out.1 || return 1
+	STATS=$PWD/s2 with_prefetch md5sum "$MNT/data" > out.2 || return 1
+	cat "$MNT/.slowfs-stats"
+	fusermount3 -u "$MNT" || return 1
+	"$SLOWFS" --direct-io --delay-us=20000 "$SRC" "$MNT" || return 1
+	echo "device $(stat -c %d "$MNT/data")"
+	STATS=$PWD/s3 with_prefetch md5sum "$MNT/data" > out.3 || return 1
+	cat "$MNT/.slowfs-stats"
+}
+
+# A stream on storage not known yet begins with a probe (its first chunks
+# one, then two at a time: src/mode.c). What it found is kept in the
+# segment for a minute under the mount's unique ID, which the kernel never
+# gives another mount (Linux 6.8; the device number of a FUSE mount is
+# given to the next one).
+@test "nodebudget: the next process recalls what one measured of a mount; a new mount at the same place is measured again" {
+	need_own_shm
+	need_fuse
+	printf '%s\n' 6.8 "$(uname -r | cut -d- -f1)" | sort -V -C ||
+		skip "Linux $(uname -r) names no mount uniquely"
+	make_file "$SRC/data" 8388608
+	export SLOWFS PREFETCH_PARALLEL=auto
+	run in_own_shm_fn recall_sequence
+	echo "$output"
+	cat s1 s2 s3
+	[ "$status" -eq 0 ]
+	local i want
+	want=$(md5sum < "$SRC/data" | cut -d' ' -f1)
+	for i in 1 2 3; do
+		[ "$(cut -d' ' -f1 out.$i)" = "$want" ]
+		[ "$(stat_sum worker_reads s$i)" -gt 0 ]
+	done
+	# One stream per handle: the first probed, the second recalled.
+	[ "$(stat_sum streams_ordered s1)" -eq 1 ]
+	[ "$(stat_sum storage_recalled s1)" -eq 0 ]
+	[ "$(stat_sum streams_ordered s2)" -eq 1 ]
+	[ "$(stat_sum storage_recalled s2)" -eq 1 ]
+	# Plain direct_io: probed again, in parallel.
+	[ "$(stat_sum storage_recalled s3)" -eq 0 ]
+	[ "$(stat_sum streams_ordered s3)" -eq 0 ]
+	[[ "$(tail -n 1 <<< "$output")" =~ max_inflight=([0-9]+) ]]
+	[ "${BASH_REMATCH[1]}" -gt 2 ]
+}

@@ -5,6 +5,7 @@
 # status without the library, with it disabled and enabled; the statistics
 # say what the library did. Each storage skips where it cannot run.
 
+bats_require_minimum_version 1.5.0
 load test_helper
 load storage
 
