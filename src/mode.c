@@ -22,6 +22,14 @@
 /* Two reads in flight must deliver this much more than one to go wide:
  * storage that serves them at once gives near 2 (slowfs 1.8-2.0). */
 #define PF_PROBE_GAIN 1.5
+/* A stream reading in order measures again after PF_RECHECK_FIRST chunks,
+ * then after twice as many each time it finds no gain: a probe misled by a
+ * busy CPU (a parallel slowfs under md5sum measured 1.0 one time in about
+ * twenty), or recalled from another process, then costs a stretch of the
+ * file, not the whole stream, nor the next minute's processes. On storage
+ * that serves one stream per handle, each recheck costs four reads paired. */
+#define PF_RECHECK_FIRST 16u
+#define PF_RECHECK_MAX (1u << 24)
 
 void pf_mode_set(struct pf_stream *s, enum stream_mode mode)
 {
@@ -63,6 +71,8 @@ void pf_mode_start(struct pf_stream *s, bool uncached)
 		       : known == PF_STORAGE_ORDERED ? MODE_ORDERED : MODE_PROBING);
 	if (s->mode == MODE_ORDERED)
 		PF_STAT_ADD(streams_ordered, 1);
+	/* What the user set stays; what was measured is measured again. */
+	s->recheck_after = parallel == PF_PARALLEL_AUTO ? PF_RECHECK_FIRST : 0;
 }
 
 /* A chunk read while probing (s->lock held). After the paired chunks, the
@@ -73,7 +83,7 @@ void pf_mode_start(struct pf_stream *s, bool uncached)
  * would make two look better, and going wide on storage that serves one
  * stream per handle is the costly mistake), a verdict of no gain is
  * measured twice. */
-void probe_note(struct pf_stream *s, const struct pf_chunk *c)
+static void probe_note(struct pf_stream *s, const struct pf_chunk *c)
 {
 	if (c->len != c->want || c->err)
 		return; /* the end of the file is no measure */
@@ -99,8 +109,11 @@ void probe_note(struct pf_stream *s, const struct pf_chunk *c)
 	}
 	enum stream_mode mode = gain >= PF_PROBE_GAIN ? MODE_PARALLEL : MODE_ORDERED;
 	pf_mode_set(s, mode);
-	if (mode == MODE_ORDERED)
+	if (mode == MODE_ORDERED && !s->rechecking)
 		PF_STAT_ADD(streams_ordered, 1);
+	else if (mode == MODE_PARALLEL && s->rechecking)
+		PF_STAT_ADD(streams_widened, 1);
+	s->rechecking = false;
 	PF_LOG(PF_LOG_INFO, "fd %d: two reads in flight gave %.2fx one (%u us alone, %u in %llu us): %s",
 	       s->fd, gain, (unsigned)(s->alone_ns / 1000), PF_PROBE_PAIRED,
 	       (unsigned long long)busy / 1000,
@@ -120,4 +133,26 @@ void pf_probe_restart(struct pf_stream *s)
 	s->probed = 0;
 	s->alone_ns = 0;
 	s->max_inflight = 1;
+}
+
+/* Measures again, from reads alone, a stream that read in order (s->lock
+ * held, no read in flight beyond the one just finished). One round decides:
+ * the stream read in order already, and the next recheck waits longer. */
+static void recheck(struct pf_stream *s)
+{
+	s->ordered_reads = 0;
+	if (s->recheck_after < PF_RECHECK_MAX)
+		s->recheck_after *= 2;
+	s->rechecking = true;
+	s->probe_rounds = 1;
+	pf_mode_set(s, MODE_PROBING);
+	pf_probe_restart(s);
+}
+
+void pf_mode_note(struct pf_stream *s, const struct pf_chunk *c)
+{
+	if (s->mode == MODE_PROBING)
+		probe_note(s, c);
+	else if (s->mode == MODE_ORDERED && s->recheck_after && ++s->ordered_reads >= s->recheck_after)
+		recheck(s);
 }

@@ -111,8 +111,7 @@ static void chunk_finished(struct pf_stream *s, struct pf_chunk *c)
 	} else {
 		c->state = CHUNK_DONE;
 		pf_note_chunk_end(s, c);
-		if (s->mode == MODE_PROBING)
-			probe_note(s, c);
+		pf_mode_note(s, c);
 	}
 	if (next_claimable(s))
 		pf_runq_push(s); /* workers that found the mode's limit reached left it */

@@ -11,7 +11,7 @@
  *     streams_backward=N streams_second=N reads_split=N files_predicted=N
  *     files_predicted_opened=N files_predicted_failed=N bytes_predicted_unused=N
  *     node_memory_limited=N node_requests_limited=N parallel_reader_skips=N
- *     storage_recalled=N
+ *     storage_recalled=N streams_widened=N
  */
 #ifndef PF_STATS_H
 #define PF_STATS_H
@@ -55,7 +55,8 @@
 	X(node_memory_limited, "node_memory_limited", 1) /* buffers the node's cap refused */ \
 	X(node_requests_limited, "node_requests_limited", 1) /* reads left: node's cap reached */ \
 	X(parallel_reader_skips, "parallel_reader_skips", 1) /* the program reads in parallel itself */ \
-	X(storage_recalled, "storage_recalled", 1)   /* measured by another process lately */
+	X(storage_recalled, "storage_recalled", 1)   /* measured by another process lately */ \
+	X(streams_widened, "streams_widened", 1)     /* read in order, then measured two at once */
 
 #define PF_STATS_FIELD(field, name, div) uint64_t field;
 

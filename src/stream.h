@@ -114,10 +114,13 @@ struct pf_stream {
 	bool failed;              /* a read ahead failed: fetch nothing more */
 	bool zero_fill_risk;      /* FUSE through the page cache: a short read zero-fills */
 	uint8_t mode;             /* enum stream_mode */
+	bool rechecking;          /* probing again after reading in order */
 	unsigned max_inflight;    /* reads in flight the mode allows */
 	unsigned probed;          /* chunks measured while probing */
 	uint64_t alone_ns;        /* how long the fastest read alone took */
 	unsigned probe_rounds;    /* probes that found no gain */
+	unsigned ordered_reads;   /* chunks read in order since the last measure */
+	unsigned recheck_after;   /* ordered_reads that call for measuring again */
 	uint64_t busy_ns;         /* time with a read in flight, while probing */
 	uint64_t busy_since;      /* when inflight last went from 0 to 1 */
 	unsigned *win;            /* nwin slot indices, file order */
@@ -178,7 +181,8 @@ void pf_chunk_read_now(struct pf_stream *s, struct pf_chunk *c);
 
 void pf_mode_set(struct pf_stream *s, enum stream_mode mode);
 void pf_mode_start(struct pf_stream *s, bool uncached);
-void probe_note(struct pf_stream *s, const struct pf_chunk *c);
+/* A chunk read by a worker or the reader (s->lock held). */
+void pf_mode_note(struct pf_stream *s, const struct pf_chunk *c);
 void pf_probe_restart(struct pf_stream *s);
 
 /* --- engage.c: which descriptors get a stream ------------------------------------ */

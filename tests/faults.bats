@@ -51,7 +51,7 @@ show_fi_log() {
 eio_same_calls() {
 	local mode="$1" at="$2"
 	export FI_EIO_AT="$at"
-	check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --mode="$mode" --trace \
+	check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_read" "$FILE" --mode="$mode" --trace \
 		--verify --on-error=skip:4096 --work-us=500 || { show_fi_log; return 1; }
 	grep -q "^error pos=$at errno=EIO" "$BATS_TEST_TMPDIR/out.enabled" || return 1
 	assert_engaged || return 1
@@ -97,7 +97,7 @@ eio_same_calls() {
 	# after it meanwhile. The program must still get every byte before the
 	# error, then the error, at the offset the kernel gives it.
 	export FI_EIO_AT=$((5 * 1048576 + 4096)) FI_SLOW_AT=$((5 * 1048576 + 4096)) FI_SLOW_US=300000
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --trace --verify \
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_read" "$FILE" --trace --verify \
 		--on-error=skip:4096
 	echo "$output"
 	show_fi_log
@@ -110,7 +110,7 @@ eio_same_calls() {
 
 @test "EIO before prefetching engaged: same calls" {
 	export FI_EIO_AT=100000
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --trace --verify --on-error=skip:4096
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_read" "$FILE" --trace --verify --on-error=skip:4096
 	echo "$output"
 	grep -q "^error pos=100000 errno=EIO" "$BATS_TEST_TMPDIR/out.enabled"
 	# Prefetching engages after the error.
@@ -119,7 +119,7 @@ eio_same_calls() {
 
 @test "EIO with short reads: the error at the same offset, the same data" {
 	export FI_EIO_AT=$((2 * 1048576 + 77)) FI_SHORT=10000
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --verify \
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_read" "$FILE" --verify \
 		--on-error=skip:4096 --counts=0 --work-us=200
 	echo "$output"
 	show_fi_log
@@ -130,14 +130,14 @@ eio_same_calls() {
 
 @test "EIO: cat and gzip -dc fail the same way, with the same partial output" {
 	export FI_EIO_AT=$((3 * 1048576 + 5))
-	run -0 check_three_modes_fi timeout 120 sh -c 'cat "$1" | md5sum' sh "$FILE"
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 sh -c 'cat "$1" | md5sum' sh "$FILE"
 	echo "$output"
 	show_fi_log
 	cat "$BATS_TEST_TMPDIR/err.enabled"
 	grep -q 'Input/output error' "$BATS_TEST_TMPDIR/err.enabled"
 	assert_engaged
 	export FI_PATH_SUFFIX=/faulty.gz FI_EIO_AT=$((1048576 + 5))
-	run -0 check_three_modes_fi timeout 120 sh -c 'gzip -dc "$1"; echo "gzip exit $?"' sh "$BATS_FILE_TMPDIR/faulty.gz"
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 sh -c 'gzip -dc "$1"; echo "gzip exit $?"' sh "$BATS_FILE_TMPDIR/faulty.gz"
 	echo "$output"
 	tail -n 1 "$BATS_TEST_TMPDIR/out.enabled"
 	cat "$BATS_TEST_TMPDIR/err.enabled"
@@ -153,7 +153,7 @@ eio_same_calls() {
 # that retries EINTR (as it must) reads the same data either way.
 @test "EINTR once at an offset: the same data, and the interruption really happened" {
 	export FI_EINTR_AT=$((5 * 1048576 + 17))
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --verify --counts=0 --work-us=200
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_read" "$FILE" --verify --counts=0 --work-us=200
 	echo "$output"
 	show_fi_log
 	cat "$BATS_TEST_TMPDIR/out.enabled" "$BATS_TEST_TMPDIR/err.enabled"
@@ -165,7 +165,7 @@ eio_same_calls() {
 
 @test "EINTR once, pread(): the same data" {
 	export FI_EINTR_AT=$((4 * 1048576))
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --mode=pread --verify --counts=0 --work-us=200
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_read" "$FILE" --mode=pread --verify --counts=0 --work-us=200
 	echo "$output"
 	show_fi_log
 	[ "$(injected EINTR enabled)" -eq 1 ]
@@ -179,18 +179,18 @@ eio_same_calls() {
 	for short in 1000 4095 100000; do
 		echo "== FI_SHORT=$short"
 		export FI_SHORT=$short
-		run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --verify --counts=0
+		run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_read" "$FILE" --verify --counts=0
 		echo "$output"
 		cat "$BATS_TEST_TMPDIR/out.enabled"
 		assert_engaged
-		run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --mode=pread --verify --counts=0
+		run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_read" "$FILE" --mode=pread --verify --counts=0
 		echo "$output"
 	done
 }
 
 @test "slow storage: workers read ahead in other threads, through the preload chain" {
 	export FI_DELAY_US=2000
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_read" "$FILE" --verify --work-us=1000
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_read" "$FILE" --verify --work-us=1000
 	echo "$output"
 	show_fi_log
 	assert_engaged
@@ -203,17 +203,17 @@ eio_same_calls() {
 
 @test "slow storage with threads reading one descriptor: every byte once" {
 	export FI_DELAY_US=1000
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_threads" "$FILE" --threads=4
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_threads" "$FILE" --threads=4
 	echo "$output"
 	assert_engaged
 }
 
 @test "slow storage, fork while workers have reads in flight" {
 	export FI_DELAY_US=3000
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_fork" "$FILE" --before=1M --child=2M
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_fork" "$FILE" --before=1M --child=2M
 	echo "$output"
 	assert_engaged
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_fork" "$FILE" --before=1M --reopen
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_fork" "$FILE" --before=1M --reopen
 	echo "$output"
 	assert_engaged
 }
@@ -221,7 +221,7 @@ eio_same_calls() {
 @test "slow storage, exec while workers have reads in flight" {
 	export FI_DELAY_US=3000
 	local n=$((1048576 + 5)) expected
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_exec" "$FILE" $n md5sum
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_exec" "$FILE" $n md5sum
 	echo "$output"
 	expected=$(tail -c +$((n + 1)) "$FILE" | md5sum)
 	cat "$BATS_TEST_TMPDIR/out.enabled"
@@ -231,7 +231,7 @@ eio_same_calls() {
 
 @test "slow storage with a signal storm: waits for workers are interrupted, data right" {
 	export FI_DELAY_US=1000
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_signal" "$FILE" "$BATS_FILE_TMPDIR/side" --interval-us=300
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_signal" "$FILE" "$BATS_FILE_TMPDIR/side" --interval-us=300
 	echo "$output"
 	cat "$BATS_TEST_TMPDIR/out.enabled" "$BATS_TEST_TMPDIR/err.enabled"
 	assert_engaged

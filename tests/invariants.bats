@@ -134,7 +134,7 @@ data() { echo "$BATS_FILE_TMPDIR/$1"; }
 }
 
 @test "signal handlers that read, landing while the library works: no deadlock, data right" {
-	run -0 check_three_modes timeout 120 "$HELPERS/pf_signal" "$(data data)" "$(data other)" --interval-us=200
+	run -0 check_three_modes "$TIMEOUT_STACKS" 120 "$HELPERS/pf_signal" "$(data data)" "$(data other)" --interval-us=200
 	echo "$output"
 	cat "$BATS_TEST_TMPDIR/out.enabled" "$BATS_TEST_TMPDIR/err.enabled"
 	assert_engaged
@@ -357,7 +357,7 @@ advice_midway_stops() {
 @test "close/dup2/close_range/closefrom/fclose while workers read: no hang, no stale data" {
 	need_faultinject
 	export FI_PATH_SUFFIX=/data FI_DELAY_US=2000
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_close_race" "$(data data)" "$(data other)" --iterations=60
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_close_race" "$(data data)" "$(data other)" --iterations=60
 	echo "$output"
 	assert_engaged
 	[ "$(stat_sum files_prefetched)" -ge 30 ]
@@ -366,7 +366,7 @@ advice_midway_stops() {
 @test "close while workers read, with another thread reading the same file" {
 	need_faultinject
 	export FI_PATH_SUFFIX=/data FI_DELAY_US=1000
-	run -0 check_three_modes_fi timeout 120 "$HELPERS/pf_close_race" "$(data data)" "$(data other)" \
+	run -0 check_three_modes_fi "$TIMEOUT_STACKS" 120 "$HELPERS/pf_close_race" "$(data data)" "$(data other)" \
 		--iterations=30 --background
 	echo "$output"
 	assert_engaged
@@ -379,7 +379,7 @@ advice_midway_stops() {
 	for how in exit _exit return thread-exit exit-while-reading; do
 		echo "== $how"
 		start=$SECONDS
-		run check_three_modes_fi timeout 60 "$HELPERS/pf_exit" "$(data data)" --how=$how
+		run check_three_modes_fi "$TIMEOUT_STACKS" 60 "$HELPERS/pf_exit" "$(data data)" --how=$how
 		elapsed=$((SECONDS - start))
 		echo "$output (${elapsed}s for three runs)"
 		[ "$status" -eq 0 ]

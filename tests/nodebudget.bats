@@ -405,3 +405,49 @@ recall_sequence() {
 	[[ "$(tail -n 1 <<< "$output")" =~ max_inflight=([0-9]+) ]]
 	[ "${BASH_REMATCH[1]}" -gt 2 ]
 }
+
+# recheck_sequence: a process on slowfs serving one stream per handle;
+# then slowfs serves in parallel (SIGUSR1), and two more processes read a
+# larger file; statistics in s1, s2, s3.
+recheck_sequence() {
+	trap 'fusermount3 -u "$MNT" 2> /dev/null' EXIT
+	"$SLOWFS" --direct-io --stream-per-handle --delay-us=20000 "$SRC" "$MNT" || return 1
+	STATS=$PWD/s1 with_prefetch md5sum "$MNT/data" > out.1 || return 1
+	kill -USR1 "$(pgrep -n -f -- "--stream-per-handle .* $MNT\$")" || return 1
+	STATS=$PWD/s2 with_prefetch md5sum "$MNT/big" > out.2 || return 1
+	STATS=$PWD/s3 with_prefetch md5sum "$MNT/big" > out.3 || return 1
+	cat "$MNT/.slowfs-stats"
+}
+
+# A verdict is measured again (src/mode.c): a stream reading in order
+# probes again after 16 chunks, and what it finds goes to the next process.
+@test "nodebudget: a recalled verdict that no longer holds is measured again, and the next process starts wide" {
+	need_own_shm
+	need_fuse
+	printf '%s\n' 6.8 "$(uname -r | cut -d- -f1)" | sort -V -C ||
+		skip "Linux $(uname -r) names no mount uniquely"
+	make_file "$SRC/data" 8388608
+	make_file "$SRC/big" 33554432
+	export SLOWFS PREFETCH_PARALLEL=auto
+	run in_own_shm_fn recheck_sequence
+	echo "$output"
+	cat s1 s2 s3
+	[ "$status" -eq 0 ]
+	[ "$(cut -d' ' -f1 out.1)" = "$(md5sum < "$SRC/data" | cut -d' ' -f1)" ]
+	local i want
+	want=$(md5sum < "$SRC/big" | cut -d' ' -f1)
+	for i in 2 3; do
+		[ "$(cut -d' ' -f1 out.$i)" = "$want" ]
+		[ "$(stat_sum worker_reads s$i)" -gt 0 ]
+	done
+	# One stream per handle: in order.
+	[ "$(stat_sum streams_ordered s1)" -eq 1 ]
+	# Parallel now: the second recalled "in order", measured again, widened.
+	[ "$(stat_sum storage_recalled s2)" -eq 1 ]
+	[ "$(stat_sum streams_ordered s2)" -eq 1 ]
+	[ "$(stat_sum streams_widened s2)" -eq 1 ]
+	# The third starts wide.
+	[ "$(stat_sum storage_recalled s3)" -eq 1 ]
+	[ "$(stat_sum streams_ordered s3)" -eq 0 ]
+	[ "$(stat_sum streams_widened s3)" -eq 0 ]
+}

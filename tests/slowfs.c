@@ -31,7 +31,9 @@
  * differs. With --stream-rate, a (re)opened stream instead pays one delay and
  * then flows at that rate, running ahead of the reader by up to
  * --stream-ahead (default 16 MiB, rclone's --buffer-size): in-order reads
- * wait only for bytes that have not arrived yet.
+ * wait only for bytes that have not arrived yet. SIGUSR1 turns it off for
+ * good: from then on the mount serves like one without the option (what a
+ * test of a verdict that no longer holds needs).
  *
  * Readiness: without -f the process daemonizes only after the mount is in
  * place, so when `slowfs SRC MNT` returns the mount is usable.
@@ -48,6 +50,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -457,6 +460,16 @@ static ssize_t read_full(int fd, char *buf, size_t size, off_t off)
 	return (ssize_t)done;
 }
 
+/* Set by SIGUSR1: --stream-per-handle no longer applies (a request reads
+ * it once, so that it releases the stream it acquired). */
+static volatile sig_atomic_t streams_off;
+
+static void streams_off_handler(int sig)
+{
+	(void)sig;
+	streams_off = 1;
+}
+
 static int sfs_read(const char *path, char *buf, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -464,22 +477,24 @@ static int sfs_read(const char *path, char *buf, size_t size, off_t off,
 	ssize_t got;
 	size_t done;
 	long now;
+	int sph;
 
 	(void)path;
 	if (fi->fh == STATS_FH)
 		return read_stats(buf, size, off);
 
 	h = handle_of(fi);
+	sph = opt.stream_per_handle && !streams_off;
 	now = __atomic_add_fetch(&counters.inflight, 1, __ATOMIC_RELAXED);
 	counter_max(&counters.max_inflight, now);
-	if (opt.stream_per_handle)
+	if (sph)
 		stream_acquire(h, off);
-	if (opt.stream_per_handle && opt.stream_rate)
+	if (sph && opt.stream_rate)
 		stream_transfer(h, off, size);
 	else
 		simulate_latency(size);
 	got = read_full(h->fd, buf, size, off);
-	if (opt.stream_per_handle)
+	if (sph)
 		stream_release(h, off + (got > 0 ? (off_t)got : 0));
 	__atomic_sub_fetch(&counters.inflight, 1, __ATOMIC_RELAXED);
 	if (got < 0)
@@ -640,6 +655,7 @@ int main(int argc, char *argv[])
 		goto out_unmount;
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out_unmount;
+	signal(SIGUSR1, streams_off_handler);
 	res = serve(fuse, &copts) == 0 ? 0 : 1;
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_unmount:

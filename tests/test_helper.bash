@@ -232,7 +232,7 @@ compare_modes() {
 		"$runner" "$@" > "$d/out.$mode" 2> "$d/err.$mode"
 		rc+=($?)
 	done
-	echo "exit status: plain=${rc[0]} disabled=${rc[1]} enabled=${rc[2]}"
+	echo "exit status: plain=${rc[0]} disabled=${rc[1]} enabled=${rc[2]}" | tee "$d/status"
 	# A sanitizer finding in all three (in a test program) is still one.
 	if sanitized && [[ " ${rc[*]} " =~ \ 8[678]\  ]]; then
 		echo "a sanitizer reported an error (status 86: ASan/LSan, 87: UBSan, 88: TSan):"
@@ -369,10 +369,21 @@ same_in_three_modes_fi() {
 }
 
 # show_runs: what the last same_in_three_modes(_fi) runs printed, for the
-# log of a failing test: the enabled run's output and errors, and how the
-# plain and enabled outputs differ.
+# log of a failing test. To bats's fd 3 (TAP comments) when open: bats
+# 1.8's `run -0` drops $output when the status differs.
 show_runs() {
+	if { true >&3; } 2> /dev/null; then
+		show_runs_text | sed 's/^/# /' >&3
+	else
+		show_runs_text
+	fi
+}
+
+# show_runs_text: the enabled run's output and errors, and how the plain
+# and enabled outputs differ.
+show_runs_text() {
 	local d="$BATS_TEST_TMPDIR"
+	cat "$d/status" 2> /dev/null
 	echo "--- enabled stdout (first 40 lines):"
 	head -n 40 "$d/out.enabled" 2> /dev/null
 	echo "--- enabled stderr (first 20 lines):"
