@@ -68,5 +68,8 @@ void pf_engine_atfork_child(void);
 /* Per-thread guard: set while the library's own code runs, so that its own
  * IO (and a signal handler interrupting it) passes straight through. */
 extern __thread int pf_in_library __attribute__((tls_model("initial-exec")));
+/* The program's cancellation state while this thread is in the library
+ * (pf_enter, runtime.h). */
+extern __thread int pf_program_cancel __attribute__((tls_model("initial-exec")));
 
 #endif

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 
 #include "libc.h"
+#include "runtime.h"
 #include "stats.h"
 #include "stream.h"
 
@@ -28,25 +29,21 @@ static void with_slot(int fd, void (*fn)(struct pf_fd *slot, off64_t arg), off64
 	struct pf_fd *slot = pf_fd_find(fd);
 	if (!slot)
 		return;
-	int saved = errno;
-	pf_in_library = 1;
+	struct pf_entry entry = pf_enter();
 	pthread_mutex_lock(&slot->lock);
 	fn(slot, arg);
 	pthread_mutex_unlock(&slot->lock);
-	pf_in_library = 0;
-	errno = saved;
+	pf_leave(entry);
 }
 
-/* Calls fn on the slots of [first, last] with pf_in_library set and errno
- * kept; fn takes the slot lock itself, where there is work to do. */
+/* Calls fn on the slots of [first, last] inside the library (pf_enter);
+ * fn takes the slot lock itself, where there is work to do. */
 static void each_slot(unsigned first, unsigned last,
 		      void (*fn)(int fd, struct pf_fd *slot, void *arg))
 {
-	int saved = errno;
-	pf_in_library = 1;
+	struct pf_entry entry = pf_enter();
 	pf_fd_for_each(first, last, fn, NULL);
-	pf_in_library = 0;
-	errno = saved;
+	pf_leave(entry);
 }
 
 /* Forgets the slot; then, given the descriptor of a file just opened for

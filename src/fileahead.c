@@ -229,7 +229,7 @@ bool pf_files_opened(int fd, int dirfd, const char *path)
 	bool live = __atomic_load_n(&live_entries, __ATOMIC_RELAXED) != 0;
 	if (!live && !pf_predict_any())
 		return false;
-	int saved = pf_enter();
+	struct pf_entry entry = pf_enter();
 	bool adopted = false;
 	struct stat st;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -237,7 +237,7 @@ bool pf_files_opened(int fd, int dirfd, const char *path)
 			adopted = adopt(fd, &st);
 		pf_predict_opened(fd, dirfd, path, &st);
 	}
-	pf_leave(saved);
+	pf_leave(entry);
 	return adopted;
 }
 
@@ -364,7 +364,7 @@ bool pf_files_read(int fd, const struct pf_read_req *req, ssize_t *result)
 	size_t total = request_total(req);
 	if (total == 0)
 		return false;
-	int saved = pf_enter();
+	struct pf_entry entry = pf_enter();
 	bool handled = false;
 	pthread_mutex_lock(&pf_fa.lock);
 	struct ahead *e = NULL;
@@ -378,7 +378,9 @@ bool pf_files_read(int fd, const struct pf_read_req *req, ssize_t *result)
 			pf_ahead_entry_free(e, false);
 		pthread_mutex_unlock(&pf_fa.lock);
 	}
-	pf_leave(handled && *result < 0 ? errno : saved);
+	if (handled && *result < 0)
+		entry.program_errno = errno;
+	pf_leave(entry);
 	return handled;
 }
 

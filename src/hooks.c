@@ -40,11 +40,16 @@
  * re-initialises the slots and drops the streams. The child resets the
  * engine first: it zeroes the memory accounting, to which the mmap path's
  * reservations, forgotten next, were charged. */
+/* The forking thread's cancellation state: not cancellable while it holds
+ * the locks below (pf_thread_wait_started waits). */
+static __thread int fork_cancel __attribute__((tls_model("initial-exec")));
+
 static void pf_atfork_prepare(void)
 {
 	/* A signal handler's read on this thread, with the locks below held,
 	 * passes straight through. */
 	pf_in_library = 1;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &fork_cancel);
 	pf_predict_atfork_prepare();
 	pf_mmap_atfork_prepare();
 	pf_engine_atfork_prepare();
@@ -56,6 +61,7 @@ static void pf_atfork_parent(void)
 	pf_engine_atfork_parent();
 	pf_mmap_atfork_parent();
 	pf_predict_atfork_parent();
+	pthread_setcancelstate(fork_cancel, NULL);
 	pf_in_library = 0;
 }
 
@@ -66,6 +72,7 @@ static void pf_atfork_child(void)
 	pf_mmap_atfork_child();
 	pf_predict_atfork_child();
 	pf_node_atfork_child();
+	pthread_setcancelstate(fork_cancel, NULL);
 }
 
 /* The constructor does as little as possible: every process pays for it,

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,16 +76,24 @@ PF_EXPORT int fclose(FILE *stream)
 	return pf_libc.fclose(stream);
 }
 
+static void unlock_cancelled(void *stream)
+{
+	funlockfile(stream);
+}
+
 /* fread takes the stream's lock, as glibc's does, unless the program took
- * over locking itself (__fsetlocking FSETLOCKING_BYCALLER). */
+ * over locking itself (__fsetlocking FSETLOCKING_BYCALLER); a thread
+ * cancelled in its read gives it back, as glibc's does. */
 static size_t locked_fread(void *ptr, size_t size, size_t n, FILE *stream)
 {
 	bool lock = !(stream->_flags & _IO_USER_LOCK);
-	if (lock)
-		flockfile(stream);
-	size_t r = pf_fread_unlocked(ptr, size, n, stream);
-	if (lock)
-		funlockfile(stream);
+	size_t r;
+	if (!lock)
+		return pf_fread_unlocked(ptr, size, n, stream);
+	flockfile(stream);
+	pthread_cleanup_push(unlock_cancelled, stream);
+	r = pf_fread_unlocked(ptr, size, n, stream);
+	pthread_cleanup_pop(1);
 	return r;
 }
 

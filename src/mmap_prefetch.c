@@ -238,7 +238,7 @@ void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t
 	    __atomic_load_n(&pf_mm.worker, __ATOMIC_RELAXED) < 0 ||
 	    __atomic_load_n(&pf_mmap_tracked, __ATOMIC_RELAXED) >= PF_MMAP_SLOTS)
 		return;
-	int saved = pf_enter();
+	struct pf_entry entry = pf_enter();
 	pthread_once(&init_once, init_once_fn);
 	bool truthful = false;
 	dev_t dev = 0;
@@ -271,12 +271,12 @@ void pf_mmap_mapped(void *addr, size_t len, int prot, int flags, int fd, off64_t
 		PF_LOG(PF_LOG_TRACE, "fd %d: mapping not watched (no slot or no worker)", fd);
 	}
 out:
-	pf_leave(saved);
+	pf_leave(entry);
 }
 
 void pf_mmap_unmapping(void *addr, size_t len)
 {
-	int saved = pf_enter();
+	struct pf_entry entry = pf_enter();
 	uintptr_t from = (uintptr_t)addr;
 	pthread_mutex_lock(&pf_mm.lock);
 	for (;;) {
@@ -298,7 +298,7 @@ void pf_mmap_unmapping(void *addr, size_t len)
 		pthread_cond_wait(&pf_mm.idle, &pf_mm.lock);
 	}
 	pthread_mutex_unlock(&pf_mm.lock);
-	pf_leave(saved);
+	pf_leave(entry);
 }
 
 /* Advice applies to the whole of each mapping it touches: a program that
@@ -316,7 +316,7 @@ void pf_mmap_advised(void *addr, size_t len, int advice)
 	case MADV_PAGEOUT: a = ADV_STOP; break;
 	default: return;
 	}
-	int saved = pf_enter();
+	struct pf_entry entry = pf_enter();
 	uintptr_t from = (uintptr_t)addr;
 	bool any = false;
 	pthread_mutex_lock(&pf_mm.lock);
@@ -330,7 +330,7 @@ void pf_mmap_advised(void *addr, size_t len, int advice)
 	if (any)
 		pthread_cond_signal(&pf_mm.work);
 	pthread_mutex_unlock(&pf_mm.lock);
-	pf_leave(saved);
+	pf_leave(entry);
 }
 
 

@@ -275,24 +275,24 @@ static bool may_be_file(const char *name, unsigned char type)
 }
 
 /* A hook's way in (pf_enter, then pf_pred_lock) and out. */
-static int listings_enter(void)
+static struct pf_entry listings_enter(void)
 {
-	int saved = pf_enter();
+	struct pf_entry entry = pf_enter();
 	pthread_mutex_lock(&pf_pred_lock);
-	return saved;
+	return entry;
 }
 
-static void listings_leave(int saved)
+static void listings_leave(struct pf_entry entry)
 {
 	pthread_mutex_unlock(&pf_pred_lock);
-	pf_leave(saved);
+	pf_leave(entry);
 }
 
 void pf_files_dir_entry(DIR *dirp, const char *name, unsigned char type)
 {
 	if (!pf_files_enabled())
 		return;
-	int saved = listings_enter();
+	struct pf_entry entry = listings_enter();
 	struct listing *l = listing_of(dirp);
 	if (!name) {
 		if (l && !l->complete && listing_live(l) && listing_reader && l->order.last < 0)
@@ -305,20 +305,20 @@ void pf_files_dir_entry(DIR *dirp, const char *name, unsigned char type)
 		if (!l->complete && listing_live(l))
 			listing_add(l, name);
 	}
-	listings_leave(saved);
+	listings_leave(entry);
 }
 
 void pf_files_dir_closing(DIR *dirp)
 {
 	if (!pf_files_enabled())
 		return;
-	int saved = listings_enter();
+	struct pf_entry entry = listings_enter();
 	struct listing *l = listing_of(dirp);
 	if (l) {
 		l->dirp = NULL; /* the address may be reused by the next opendir */
 		l->complete = true;
 	}
-	listings_leave(saved);
+	listings_leave(entry);
 }
 
 /* The program opened name i of l: follow it in listing order, or in sorted

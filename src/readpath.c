@@ -11,10 +11,12 @@
 
 #include "fileahead.h"
 #include "libc.h"
+#include "runtime.h"
 #include "stats.h"
 #include "stream.h"
 
 __thread int pf_in_library __attribute__((tls_model("initial-exec")));
+__thread int pf_program_cancel __attribute__((tls_model("initial-exec")));
 
 /* The kernel never transfers more than this in one read (MAX_RW_COUNT). */
 #define PF_MAX_RW ((size_t)0x7ffff000)
@@ -191,8 +193,7 @@ enum read_step pf_watch_step(struct pf_fd *slot, off64_t at)
  * kernel now, over all its threads. A program that keeps several such in
  * flight by itself (8 threads reading 1 MiB each) already keeps the storage
  * busy: reads ahead of it only add copies and threads (1.26-1.52x slower,
- * docs/benchmarks-storage.md). A thread cancelled in its read leaves one
- * counted: the library only steps aside more readily. */
+ * docs/benchmarks-storage.md). */
 static unsigned own_reads;
 #define PF_OWN_READS_BUSY 3u
 
@@ -214,9 +215,31 @@ static bool program_reads_in_parallel(struct pf_fd *slot, unsigned others)
 	return true;
 }
 
+/* A thread cancelled in program_read leaves the library (its cleanup
+ * handlers' calls are the program's), and its read uncounted. */
+static void program_read_cancelled(void *large)
+{
+	if (*(bool *)large)
+		__atomic_sub_fetch(&own_reads, 1, __ATOMIC_RELAXED);
+	pf_in_library = 0;
+}
+
+/* The program's read, passed through inside the library with none of its
+ * locks held: a cancellation point again, as it is without the library
+ * (a read of a pipe may block for ever). large: counted in own_reads. */
+static ssize_t program_read(int fd, const struct pf_read_req *req, bool large)
+{
+	ssize_t r;
+	pthread_cleanup_push(program_read_cancelled, &large);
+	pf_cancel_allow();
+	r = pf_pass_through(fd, req);
+	pf_cancel_forbid();
+	pthread_cleanup_pop(0);
+	return r;
+}
+
 /* A read of a descriptor without a stream: pass it through, and count
- * sequential reads (slot lock held, dropped during the read itself, which
- * may block for ever on a pipe or socket). */
+ * sequential reads (slot lock held, dropped during the read itself). */
 static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
 			    size_t total)
 {
@@ -234,7 +257,7 @@ static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req
 	bool large = total >= cfg->chunk;
 	if (large)
 		__atomic_add_fetch(&own_reads, 1, __ATOMIC_RELAXED);
-	ssize_t r = pf_pass_through(fd, req);
+	ssize_t r = program_read(fd, req, large);
 	int saved = errno;
 	unsigned others = __atomic_load_n(&own_reads, __ATOMIC_RELAXED);
 	if (large)
@@ -296,7 +319,7 @@ static ssize_t slot_read(struct pf_fd *slot, int fd, const struct pf_read_req *r
 		/* fall through */
 	case PF_FD_IGNORED:
 		pthread_mutex_unlock(&slot->lock);
-		return pf_pass_through(fd, req);
+		return program_read(fd, req, false);
 	default:
 		r = watched_read(slot, fd, req, total);
 		break;
@@ -309,6 +332,10 @@ static ssize_t slot_read(struct pf_fd *slot, int fd, const struct pf_read_req *r
 
 ssize_t pf_read_fd(int fd, const struct pf_read_req *req)
 {
+	/* A read is a cancellation point: one answered from the library's
+	 * buffers acts on a pending cancellation first, as the C library's
+	 * does; inside, the library's work is not cancellable (pf_enter). */
+	pthread_testcancel();
 	/* fileahead.c (issue 15): a file fetched before its open answers its
 	 * first reads; one load when there is none. */
 	ssize_t ahead;
@@ -323,11 +350,10 @@ ssize_t pf_read_fd(int fd, const struct pf_read_req *req)
 		return pf_pass_through(fd, req);
 	/* From here on, a signal handler's read passes straight through
 	 * (pf_active), whatever this thread is in the middle of. */
-	pf_in_library = 1;
+	struct pf_entry entry = pf_enter();
 	ssize_t r = slot || (slot = pf_fd_get(fd)) ? slot_read(slot, fd, req, total)
-						   : pf_pass_through(fd, req);
-	int saved = errno;
-	pf_in_library = 0;
-	errno = saved;
+						   : program_read(fd, req, false);
+	entry.program_errno = errno;
+	pf_leave(entry);
 	return r;
 }

@@ -484,3 +484,22 @@ advice_midway_stops() {
 	assert_engaged
 	[ "$(stat_sum files_prefetched)" -eq 1 ]
 }
+
+# pthread_cancel acts on a thread in a cancellation point: read, or a
+# condition wait inside the library, which then left a lock taken and the
+# program hung at its next call on the descriptor (src/runtime.h, pf_enter).
+@test "a thread cancelled while it reads: the program goes on with the descriptor, the FILE; a pipe read stays cancellable" {
+	need_faultinject
+	export FI_PATH_SUFFIX=/data FI_DELAY_US=20000
+	local how
+	for how in read fread pipe; do
+		echo "== $how"
+		run check_three_modes_fi "$TIMEOUT_STACKS" 60 "$HELPERS/pf_cancel" "$(data data)" --how=$how
+		echo "$output"
+		[ "$status" -eq 0 ]
+		grep -q '^thread cancelled$' "$BATS_TEST_TMPDIR/out.enabled"
+		if [ "$how" != pipe ]; then
+			assert_engaged
+		fi
+	done
+}
