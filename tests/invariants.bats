@@ -491,8 +491,12 @@ advice_midway_stops() {
 @test "a thread cancelled while it reads: the program goes on with the descriptor, the FILE; a pipe read stays cancellable" {
 	need_faultinject
 	export FI_PATH_SUFFIX=/data FI_DELAY_US=20000
-	local how
-	for how in read fread pipe; do
+	local how hows=(read fread pipe)
+	# GCC 12's ASan runtime fails a CHECK (in its sigaltstack interceptor)
+	# unwinding a cancellation from the signal handler through a frame with
+	# a cleanup: the library's, around a read in the kernel.
+	! sanitized || hows=(read)
+	for how in "${hows[@]}"; do
 		echo "== $how"
 		run check_three_modes_fi "$TIMEOUT_STACKS" 60 "$HELPERS/pf_cancel" "$(data data)" --how=$how
 		echo "$output"

@@ -29,6 +29,8 @@ static int fd = -1;
 static FILE *fp;
 static int pipefd[2];
 static long long done; /* bytes the thread read */
+/* The thread's buffer: static, a cancelled thread frees nothing. */
+static unsigned char tbuf[BS];
 
 static void count(size_t n)
 {
@@ -38,9 +40,8 @@ static void count(size_t n)
 static void *read_thread(void *arg)
 {
 	(void)arg;
-	unsigned char *buf = xmalloc(BS);
 	for (;;) {
-		ssize_t r = read(fd, buf, BS);
+		ssize_t r = read(fd, tbuf, BS);
 		if (r < 0)
 			die("read: %m");
 		if (r == 0)
@@ -53,9 +54,8 @@ static void *read_thread(void *arg)
 static void *fread_thread(void *arg)
 {
 	(void)arg;
-	unsigned char *buf = xmalloc(BS);
 	for (;;) {
-		size_t r = fread(buf, 1, BS, fp);
+		size_t r = fread(tbuf, 1, BS, fp);
 		if (r == 0 && ferror(fp))
 			die("fread failed");
 		if (r == 0)
