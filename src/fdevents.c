@@ -149,11 +149,14 @@ void pf_fd_advised(int fd, int advice)
 }
 
 /* Stops prefetching for a descriptor whose open file description now has
- * O_DIRECT: its reads must reach the kernel, which checks alignment. */
+ * O_DIRECT: its reads must reach the kernel, which checks alignment. A
+ * descriptor whose stream was dropped keeps its classification
+ * (pf_file_classified) and would start another without asking again. */
 static void stop_if_direct(int fd, struct pf_fd *slot, void *arg)
 {
 	(void)arg;
-	if (slot->state != PF_FD_STREAMING && slot->state != PF_FD_CACHED)
+	if (slot->state != PF_FD_STREAMING && slot->state != PF_FD_CACHED &&
+	    !(slot->flags & PF_FDF_CLASSIFIED))
 		return;
 	pthread_mutex_lock(&slot->lock);
 	int flags = pf_libc.fcntl(fd, F_GETFL);

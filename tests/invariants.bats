@@ -469,6 +469,20 @@ advice_midway_stops() {
 	[ "$(stat_sum files_prefetched)" -eq 1 ]
 }
 
+# Found by scripts/soak (seed 324041890): a descriptor whose stream had been
+# dropped kept its classification, and after F_SETFL O_DIRECT started
+# another stream, which answered a misaligned read the kernel refuses.
+@test "O_DIRECT set by fcntl(F_SETFL) after a stream was dropped: misaligned reads still fail as the kernel's" {
+	run -0 check_three_modes "$HELPERS/pf_special" "setfl-direct-dropped:$(data data12)"
+	echo "$output"
+	cat "$BATS_TEST_TMPDIR/out.enabled"
+	assert_engaged
+	[ "$(stat_sum streams_dropped)" -ge 1 ]
+	grep -q 'not supported here' "$BATS_TEST_TMPDIR/out.plain" ||
+		grep -q 'unaligned read: EINVAL' "$BATS_TEST_TMPDIR/out.plain" ||
+		skip "this filesystem takes misaligned O_DIRECT reads"
+}
+
 @test "a file shorter than one chunk is not prefetched (only the control file is)" {
 	run -0 check_three_modes "$HELPERS/pf_special" "short:$(data short)" "control:$(data data12)"
 	echo "$output"

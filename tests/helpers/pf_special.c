@@ -12,6 +12,9 @@
  *   rdwr:FILE        FILE opened O_RDWR
  *   direct:FILE      FILE opened O_RDONLY|O_DIRECT (aligned reads)
  *   setfl-direct:FILE  O_DIRECT set with fcntl(F_SETFL) after the first read
+ *   setfl-direct-dropped:FILE  the same after 1 MiB read in order (a stream)
+ *                    and 64 preads here and there (it is dropped), then 1 MiB
+ *                    in order again, and an unaligned pread: EINVAL
  *   short:FILE       FILE, smaller than one prefetch chunk, in 4 KiB reads
  *   random:FILE      FILE with posix_fadvise(RANDOM), then sequential reads
  *   control:FILE     FILE read normally: the one that should engage
@@ -32,6 +35,40 @@
 #define STREAM_BYTES (16 << 20)
 
 static unsigned char *buf;
+
+/* The case setfl-direct-dropped (see the top). The file must be 8 MiB
+ * or more. */
+static void setfl_direct_dropped(const char *file)
+{
+	int fd = open(file, O_RDONLY);
+	if (fd < 0)
+		die("open %s: %m", file);
+	uint64_t hash = FNV_INIT;
+	for (off_t at = 0; at < (1 << 20); at += BS)
+		if (pread(fd, buf, BS, at) != BS)
+			die("setfl-direct-dropped: short read");
+	/* Far from the stream and from each other: no run, only misses. */
+	for (unsigned i = 0; i < 64; i++) {
+		off_t at = (off_t)((i * 7919u) % 61u) * BS + (4 << 20);
+		if (pread(fd, buf, 4096, at) != 4096)
+			die("setfl-direct-dropped: short scattered read");
+		hash = fnv1a(hash, buf, 4096);
+	}
+	if (fcntl(fd, F_SETFL, O_DIRECT) < 0) {
+		printf("setfl-direct-dropped: not supported here\n");
+		close(fd);
+		return;
+	}
+	for (off_t at = 0; at < (1 << 20); at += BS) {
+		if (pread(fd, buf, BS, at) != BS)
+			die("setfl-direct-dropped: short aligned read: %m");
+		hash = fnv1a(hash, buf, BS);
+	}
+	ssize_t r = pread(fd, buf + 3, 1000, (1 << 20) + 100);
+	printf("setfl-direct-dropped: %016llx, unaligned read: %s\n", (unsigned long long)hash,
+	       r < 0 ? errno_name(errno) : "data");
+	close(fd);
+}
 
 /* Reads fd to its end in requests of bs bytes. */
 static void drain(int fd, size_t bs, const char *name, int print_hash)
@@ -168,6 +205,8 @@ int main(int argc, char **argv)
 			}
 			drain(fd, BS, "setfl-direct (after the first 64K)", 1);
 			close(fd);
+		} else if (file && strncmp(c, "setfl-direct-dropped:", 21) == 0) {
+			setfl_direct_dropped(file);
 		} else if (file && strncmp(c, "short:", 6) == 0) {
 			drain_path(file, O_RDONLY, 4096, "short", 1);
 		} else if (file && strncmp(c, "random:", 7) == 0) {
