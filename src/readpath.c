@@ -224,9 +224,10 @@ static void program_read_cancelled(void *large)
 	pf_in_library = 0;
 }
 
-/* The program's read, passed through inside the library with none of its
- * locks held: a cancellation point again, as it is without the library
- * (a read of a pipe may block for ever). large: counted in own_reads. */
+/* The program's read of a watched descriptor, passed through inside the
+ * library with none of its locks held: a cancellation point again, as it
+ * is without the library (a read of a pipe, before it is known to be one,
+ * may block for ever). large: counted in own_reads. */
 static ssize_t program_read(int fd, const struct pf_read_req *req, bool large)
 {
 	ssize_t r;
@@ -305,8 +306,12 @@ static size_t request_size(const struct pf_read_req *req, bool *valid)
 	return total < PF_MAX_RW ? total : PF_MAX_RW;
 }
 
-/* pf_read_fd under the slot lock, with pf_in_library set. */
-static ssize_t slot_read(struct pf_fd *slot, int fd, const struct pf_read_req *req, size_t total)
+/* pf_read_fd under the slot lock, with pf_in_library set. Sets *pass for
+ * a read the caller passes through once out of the library (cached or
+ * ignored: the common case on local files, which needs no cancellation
+ * round trip). */
+static ssize_t slot_read(struct pf_fd *slot, int fd, const struct pf_read_req *req, size_t total,
+			 bool *pass)
 {
 	pthread_mutex_lock(&slot->lock);
 	ssize_t r;
@@ -318,8 +323,9 @@ static ssize_t slot_read(struct pf_fd *slot, int fd, const struct pf_read_req *r
 		cached_read_counted(slot, req, total);
 		/* fall through */
 	case PF_FD_IGNORED:
-		pthread_mutex_unlock(&slot->lock);
-		return program_read(fd, req, false);
+		*pass = true;
+		r = 0;
+		break;
 	default:
 		r = watched_read(slot, fd, req, total);
 		break;
@@ -351,9 +357,13 @@ ssize_t pf_read_fd(int fd, const struct pf_read_req *req)
 	/* From here on, a signal handler's read passes straight through
 	 * (pf_active), whatever this thread is in the middle of. */
 	struct pf_entry entry = pf_enter();
-	ssize_t r = slot || (slot = pf_fd_get(fd)) ? slot_read(slot, fd, req, total)
-						   : program_read(fd, req, false);
+	bool pass = true;
+	ssize_t r = 0;
+	if (slot || (slot = pf_fd_get(fd))) {
+		pass = false;
+		r = slot_read(slot, fd, req, total, &pass);
+	}
 	entry.program_errno = errno;
 	pf_leave(entry);
-	return r;
+	return pass ? pf_pass_through(fd, req) : r;
 }
