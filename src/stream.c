@@ -455,12 +455,26 @@ static void stream_share(struct pf_stream *s, unsigned shares)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* A second position ahead of the first: the first stream fetches up to it
+ * and no further, as a merge's first run ends where the second starts (its
+ * window would otherwise fetch a window's worth of what the second stream
+ * served). A reader that goes on past it lifts the cap (pf_stream_moved). */
+static void stream_stop_at_second(struct pf_stream *first, const struct pf_stream *second)
+{
+	pthread_mutex_lock(&first->lock);
+	if (!first->backward && !second->backward && first->pos < second->pos &&
+	    second->pos < first->eof_hint)
+		first->eof_hint = second->pos;
+	pthread_mutex_unlock(&first->lock);
+}
+
 void pf_stream_attach(struct pf_fd *slot, struct pf_stream *s)
 {
 	if (slot->stream) {
 		slot->stream2 = s;
 		stream_share(slot->stream, 2);
 		stream_share(s, 2);
+		stream_stop_at_second(slot->stream, s);
 		return;
 	}
 	slot->stream = s;

@@ -61,6 +61,24 @@ footer_first() {
 	two_streams "$MNT/data"
 }
 
+@test "a merge of two runs: the first run's stream stops where the second starts" {
+	# 300 rounds of 64 KiB from 0 and from the middle: the whole file, each
+	# run ending where the next begins. The first stream's window used to
+	# run on into the second run's bytes (a window's worth, 4 MiB, wasted).
+	make_file data $((2 * 300 * 65536))
+	export PREFETCH_WINDOW=4M
+	local how
+	for how in twopread twoseek; do
+		rm -f "$STATS"
+		run -0 check_three_modes "$HELPERS/access_pattern" data "$how:65536:300"
+		echo "$how: $(cat "$STATS")"
+		assert_engaged
+		[ "$(stat_sum streams_second)" -eq 1 ]
+		[ "$(stat_sum bytes_served)" -ge $((2 * 290 * 65536)) ]
+		[ "$(stat_sum bytes_wasted)" -lt $((1024 * 1024)) ]
+	done
+}
+
 @test "two positions, the second then jumping at random: its stream dropped, its waste counted" {
 	make_file data 64000000
 	export PREFETCH_WINDOW=2M
