@@ -11,6 +11,7 @@
 
 #include "fileahead.h"
 #include "libc.h"
+#include "log.h"
 #include "runtime.h"
 #include "stats.h"
 #include "stream.h"
@@ -189,29 +190,40 @@ enum read_step pf_watch_step(struct pf_fd *slot, off64_t at)
 	return step;
 }
 
-/* The program's own reads of chunk size or more, of watched files, in the
- * kernel now, over all its threads. A program that keeps several such in
- * flight by itself (8 threads reading 1 MiB each) already keeps the storage
- * busy: reads ahead of it only add copies and threads (1.26-1.52x slower,
+/* The program's own large reads (large_read) of watched or streamed files
+ * in the library now, in the kernel or served by a stream, over all its
+ * threads. A program that keeps several such in flight by itself (8
+ * threads reading 1 MiB each) already keeps the storage busy: reads ahead
+ * of it only add copies and threads (1.26-1.52x slower,
  * docs/benchmarks-storage.md). */
 static unsigned own_reads;
 #define PF_OWN_READS_BUSY 3u
+#define PF_OWN_READ_MIN ((size_t)1024 * 1024)
+
+/* A read that counts in own_reads: a chunk or more, and 1 MiB or more (a
+ * few 64 KiB reads in flight keep no storage busy, whatever the chunk). */
+static bool large_read(size_t total)
+{
+	return total >= PF_OWN_READ_MIN && total >= pf_settings()->chunk;
+}
 
 void pf_own_reads_reset_in_child(void)
 {
 	own_reads = 0;
 }
 
-/* The run of a descriptor read alongside PF_OWN_READS_BUSY or more of the
- * program's own large reads is left to the program (slot lock held). */
+/* A descriptor read alongside PF_OWN_READS_BUSY or more of the program's
+ * own large reads is left to the program, for as long as it is open: the
+ * last of its threads to finish would otherwise get a stream that reads
+ * ahead past the part it reads, when the others are done (slot lock held). */
 static bool program_reads_in_parallel(struct pf_fd *slot, unsigned others)
 {
+	if (slot->flags & PF_FDF_OWN_PARALLEL)
+		return true;
 	if (others < PF_OWN_READS_BUSY)
 		return false;
-	if (!(slot->flags & PF_FDF_OWN_PARALLEL))
-		PF_STAT_ADD(parallel_reader_skips, 1);
+	PF_STAT_ADD(parallel_reader_skips, 1);
 	slot->flags |= PF_FDF_OWN_PARALLEL;
-	slot->run.reads = 0; /* look again after another run of reads */
 	return true;
 }
 
@@ -245,19 +257,27 @@ static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req
 			    size_t total)
 {
 	const struct pf_settings *cfg = pf_settings();
+	/* Counted from the start: the first look at a file may take a while
+	 * (the mount table), and the program's read is under way meanwhile. */
+	bool large = large_read(total);
+	if (large)
+		__atomic_add_fetch(&own_reads, 1, __ATOMIC_RELAXED);
 	if (slot->state == PF_FD_WATCHING && first_look(slot, fd, req))
 		slot->state = PF_FD_IGNORED;
-	if (slot->state == PF_FD_WATCHING) {
+	/* A large read beside the program's others is not split either: its
+	 * pieces would queue behind theirs. */
+	if (slot->state == PF_FD_WATCHING &&
+	    !program_reads_in_parallel(slot, __atomic_load_n(&own_reads, __ATOMIC_RELAXED) - large)) {
 		ssize_t r = pf_split_read(slot, fd, req, total);
-		if (r != PF_NOT_SPLIT)
+		if (r != PF_NOT_SPLIT) {
+			if (large)
+				__atomic_sub_fetch(&own_reads, 1, __ATOMIC_RELAXED);
 			return r;
+		}
 	}
 	enum read_step step = pf_watch_step(slot, req->offset);
 	off64_t at = req->offset == PF_AT_FILE_OFFSET ? slot->run.next_off : req->offset;
 	pthread_mutex_unlock(&slot->lock);
-	bool large = total >= cfg->chunk;
-	if (large)
-		__atomic_add_fetch(&own_reads, 1, __ATOMIC_RELAXED);
 	ssize_t r = program_read(fd, req, large);
 	int saved = errno;
 	unsigned others = __atomic_load_n(&own_reads, __ATOMIC_RELAXED);
@@ -271,6 +291,27 @@ static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req
 			/* read(): where the kernel says, which another descriptor
 			 * of the same open file may have moved. */
 			try_engage(slot, fd, req->offset == PF_AT_FILE_OFFSET ? -1 : slot->run.next_off);
+	}
+	errno = saved;
+	return r;
+}
+
+/* A read of a descriptor with a stream (slot lock held). A large one made
+ * while the program keeps others in flight ends its streams: they were
+ * engaged before its other threads got going, and the program keeps the
+ * storage as busy by itself. */
+static ssize_t streamed_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
+			     size_t total)
+{
+	if (!large_read(total))
+		return pf_stream_read(slot, fd, req, total);
+	__atomic_add_fetch(&own_reads, 1, __ATOMIC_RELAXED);
+	ssize_t r = pf_stream_read(slot, fd, req, total);
+	int saved = errno;
+	unsigned others = __atomic_sub_fetch(&own_reads, 1, __ATOMIC_RELAXED);
+	if (slot->stream && program_reads_in_parallel(slot, others)) {
+		PF_LOG(PF_LOG_INFO, "fd %d: the program reads in parallel itself; stream dropped", fd);
+		pf_stream_detach(slot, false);
 	}
 	errno = saved;
 	return r;
@@ -317,7 +358,7 @@ static ssize_t slot_read(struct pf_fd *slot, int fd, const struct pf_read_req *r
 	ssize_t r;
 	switch (slot->state) {
 	case PF_FD_STREAMING:
-		r = pf_stream_read(slot, fd, req, total);
+		r = streamed_read(slot, fd, req, total);
 		break;
 	case PF_FD_CACHED:
 		cached_read_counted(slot, req, total);

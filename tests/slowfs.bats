@@ -304,30 +304,47 @@ slowfs_counter() {
 	[ "$(grep -c 'statfs(' "$BATS_TEST_TMPDIR/lib")" -eq "$(grep -c 'statfs(' "$BATS_TEST_TMPDIR/plain")" ]
 }
 
-# write_par_read: $PAR_READ, a Python program (THREADS FILE): THREADS
-# threads, each with its own descriptor and part of FILE, read it in 1 MiB
-# preads, as programs that read in parallel by themselves do; it prints
-# each part's CRC.
+# write_par_read: $PAR_READ, a Python program (THREADS FILE [ALONE]):
+# THREADS threads, each with its own descriptor and part of FILE, read it in
+# 1 MiB preads, as programs that read in parallel by themselves do; it
+# prints each part's CRC. With ALONE, the first thread makes that many
+# reads before the others start, and its next one once each of them has
+# made one.
 write_par_read() {
 	PAR_READ=$BATS_TEST_TMPDIR/par_read.py
 	cat > "$PAR_READ" <<'EOF'
 import os, sys, threading, zlib
 n, path = int(sys.argv[1]), sys.argv[2]
+alone = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 size = os.path.getsize(path)
 part = (size + n - 1) // n
 crcs = [0] * n
+started = threading.Event()
+first_reads = threading.Semaphore(0)
 def work(i):
     fd = os.open(path, os.O_RDONLY)
-    pos, end = i * part, min(size, (i + 1) * part)
+    pos, end, reads = i * part, min(size, (i + 1) * part), 0
     while pos < end:
+        if i == 0 and alone and reads == alone:
+            started.set()
+            for _ in range(n - 1):
+                first_reads.acquire()
         b = os.pread(fd, min(1 << 20, end - pos), pos)
         if not b:
             break
         crcs[i] = zlib.crc32(b, crcs[i])
         pos += len(b)
+        reads += 1
+        if i and reads == 1:
+            first_reads.release()
+    if i and reads == 0:
+        first_reads.release()
     os.close(fd)
 threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
-for t in threads:
+threads[0].start()
+if alone:
+    started.wait()
+for t in threads[1:]:
     t.start()
 for t in threads:
     t.join()
@@ -358,6 +375,30 @@ EOF
 	run -0 same_in_three_modes "$python" "$PAR_READ" 1 "$MNT/data"
 	assert_engaged
 	[ "$(stat_sum parallel_reader_skips)" -eq 0 ]
+}
+
+# A thread that read alone long enough for a stream, then joined by others:
+# its stream ends once they keep their reads in flight beside it (it used
+# to keep it to the end, and the others' streams often engaged too).
+@test "libprefetch: a stream engaged before the program's other threads started ends when they read" {
+	need_library
+	command -v python3 > /dev/null || skip "python3 missing"
+	local python
+	python=$(python3 -c 'import sys; print(sys.executable)')
+	! sanitized || export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
+	make_file "$SRC/data" $((64 * 1048576))
+	mount_slowfs_or_skip --direct-io --delay-us=20000
+	write_par_read
+	# The first thread reads 4 of its 8 MiB alone: a stream, always. Its
+	# next reads come when the others have each made one and keep 20 ms
+	# reads in flight.
+	run -0 same_in_three_modes "$python" "$PAR_READ" 8 "$MNT/data" 4
+	echo "$output"
+	cat "$STATS"
+	[ "$(stat_sum files_prefetched)" -ge 1 ]
+	# Every descriptor was left to the program in the end, the first too.
+	[ "$(stat_sum parallel_reader_skips)" -eq 8 ]
+	[ "$(stat_sum bytes_served)" -lt $((16 * 1048576)) ]
 }
 
 # fresh_*: the three modes, each on a pristine copy of the file, since the
