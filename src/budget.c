@@ -57,29 +57,6 @@ static struct {
 	char dir[PF_BUDGET_PATH]; /* the process's cgroup directory */
 } budget;
 
-/* The descriptor is transient, in the calling thread (a program thread or a
- * worker): opened and closed at once, through the real functions. */
-ssize_t pf_read_small(const char *path, char *buf, size_t size)
-{
-	int fd = pf_libc.open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	size_t len = 0;
-	ssize_t r;
-	while (len + 1 < size && (r = pf_libc.read(fd, buf + len, size - 1 - len)) != 0) {
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			len = 0;
-			break;
-		}
-		len += (size_t)r;
-	}
-	pf_libc.close(fd);
-	buf[len] = '\0';
-	return len ? (ssize_t)len : -1;
-}
-
 static bool parse_u64(const char *s, uint64_t *out)
 {
 	char *end;

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -210,4 +211,27 @@ int pf_cachestat(int fd, uint64_t off, uint64_t len, uint64_t *pages)
 		return -1;
 	*pages = cs.nr_cache;
 	return 0;
+}
+
+/* The descriptor is transient, in the calling thread (a program thread or a
+ * worker): opened and closed at once, through the real functions. */
+ssize_t pf_read_small(const char *path, char *buf, size_t size)
+{
+	int fd = pf_libc.open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t len = 0;
+	ssize_t r;
+	while (len + 1 < size && (r = pf_libc.read(fd, buf + len, size - 1 - len)) != 0) {
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			len = 0;
+			break;
+		}
+		len += (size_t)r;
+	}
+	pf_libc.close(fd);
+	buf[len] = '\0';
+	return len ? (ssize_t)len : -1;
 }

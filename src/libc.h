@@ -97,4 +97,8 @@ int pf_boot_madvise(void *addr, size_t len, int advice);
  * fd in the page cache; -1 with errno (ENOSYS before Linux 6.5). */
 int pf_cachestat(int fd, uint64_t off, uint64_t len, uint64_t *pages);
 
+/* Reads a small file whole into buf (NUL-terminated), through the real
+ * functions: its length, or -1. */
+ssize_t pf_read_small(const char *path, char *buf, size_t size);
+
 #endif

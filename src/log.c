@@ -16,6 +16,10 @@
 #include "libc.h"
 #include "log.h"
 
+/* Every descriptor table has at least this many slots (the kernel's
+ * NR_OPEN_DEFAULT on 64-bit). */
+#define PF_FD_TABLE_MIN 64
+
 int pf_log_level; /* set once by settings.c from PREFETCH_DEBUG */
 
 /* The file stderr was when the library started (pf_log_keep_stderr): the
@@ -63,17 +67,37 @@ static void keep_stderr(void)
  * again. Till then, no descriptor of ours in the program's table. */
 static int exit_fd = -1;
 
+/* The last slot of the descriptor table as it is now (FDSize in
+ * /proc/self/status). A process whose threads share the table waits for an
+ * RCU grace period when it grows (expand_fdtable): a copy of stderr at 512
+ * cost 10-20 ms at every exit with PREFETCH_STATS set, the workers alive. */
+static int table_top(void)
+{
+	char buf[1024]; /* FDSize comes in the first few lines */
+	if (pf_read_small("/proc/self/status", buf, sizeof(buf)) <= 0)
+		return PF_FD_TABLE_MIN - 1;
+	const char *p = strstr(buf, "\nFDSize:");
+	if (!p)
+		return PF_FD_TABLE_MIN - 1;
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(p + 8, &end, 10);
+	if (errno || end == p + 8 || n < PF_FD_TABLE_MIN || n > INT_MAX)
+		return PF_FD_TABLE_MIN - 1;
+	return (int)n - 1;
+}
+
 static void hold_stderr_at_exit(void)
 {
 	struct stat st;
 	if (exit_fd >= 0 || fstat(STDERR_FILENO, &st) != 0 || !is_first_stderr(&st) ||
 	    pf_libc_bind() != 0)
 		return;
-	/* High, should an exit handler still open files. */
+	/* High, should an exit handler still open files; within the table. */
 	struct rlimit rl;
-	int low = 512;
+	int low = table_top();
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur <= (rlim_t)low * 2)
+	    rl.rlim_cur <= (rlim_t)low)
 		low = (int)(rl.rlim_cur / 2);
 	exit_fd = pf_libc.fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, low);
 }

@@ -80,8 +80,5 @@ void pf_node_attach(void);
 void pf_node_detach(void);
 void pf_node_atfork_child(void);
 
-/* Reads a small file whole into buf (NUL-terminated): its length, or -1
- * (budget.c). */
-ssize_t pf_read_small(const char *path, char *buf, size_t size);
 
 #endif
