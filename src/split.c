@@ -12,8 +12,11 @@
 #include "storage.h"
 #include "stream.h"
 
-/* Reads of at least PF_SPLIT_MIN are split in pieces of at least
- * PF_SPLIT_PIECE, at most one per worker. */
+/* Reads of at least PF_SPLIT_MIN, and of at least the window, are split in
+ * pieces of at least PF_SPLIT_PIECE, at most one per worker. A smaller one
+ * is a stream's to serve once the reads make a run: reads ahead overlap
+ * the program's work between reads, where pieces only shorten each read
+ * (8 threads of a program reading 4 MiB each were 10% slower split). */
 #define PF_SPLIT_MIN ((size_t)4 * 1024 * 1024)
 #define PF_SPLIT_PIECE ((size_t)1024 * 1024)
 
@@ -95,6 +98,8 @@ ssize_t pf_split_read(struct pf_fd *slot, int fd, const struct pf_read_req *req,
 	if (req->iovcnt != 1 || total < PF_SPLIT_MIN)
 		return PF_NOT_SPLIT; /* first: every watched read asks */
 	const struct pf_settings *cfg = pf_settings();
+	if (total < cfg->window)
+		return PF_NOT_SPLIT;
 	off64_t start = req->offset == PF_AT_FILE_OFFSET ? slot->run.next_off : req->offset;
 	struct stat st;
 	if (start < 0 || !splittable(slot, fd, start, total, &st))

@@ -138,7 +138,7 @@ make_table() {
 
 # sort reads its whole input in one read(): such a read is split in pieces
 # that the workers read at once, straight into the program's buffer.
-@test "a read of 4 MiB or more is split in parallel pieces: same bytes, offsets and end of file" {
+@test "a read of 4 MiB and of the window or more is split in parallel pieces: same bytes, offsets, end of file" {
 	make_file data 20000000
 	same_in_three_modes "$HELPERS/access_pattern" data read:8388608:3 read:65536:1 seek:100 read:16777216:1
 	assert_engaged
@@ -151,4 +151,17 @@ make_table() {
 	rm -f "$STATS"
 	same_in_three_modes sort data
 	[ "$(stat_sum reads_split)" -ge 1 ]
+}
+
+# Reads of 4 MiB, under the window (8 MiB): a run of them gets a stream,
+# which reads ahead while the program works; they used to be split one by
+# one, never read ahead.
+@test "reads of 4 MiB under the window make a run and get a stream, not pieces" {
+	make_file data 40000000
+	same_in_three_modes "$HELPERS/access_pattern" data read:4194304:10
+	assert_engaged
+	echo "stats: $(cat "$STATS")"
+	[ "$(stat_sum reads_split)" -eq 0 ]
+	[ "$(stat_sum streams_sequential)" -eq 1 ]
+	[ "$(stat_sum bytes_served)" -ge $((5 * 4194304)) ]
 }

@@ -212,6 +212,8 @@ slowfs_counter() {
 	need_library
 	make_file "$SRC/data" 16777216
 	mount_slowfs_or_skip --direct-io --delay-us=200
+	# Reads of the window or more are split.
+	export PREFETCH_WINDOW=4M
 	local plain enabled
 	with_plain "$HELPERS/pf_read" --mode=pread --bs=4194304 "$MNT/data" > out.plain
 	plain=$(slowfs_counter reads)
