@@ -357,24 +357,29 @@ EOF
 # A program that keeps several large reads in flight by itself already keeps
 # the storage busy: reads ahead of it only added copies (par8 in
 # docs/benchmarks-storage.md). Alone, the same reader is prefetched.
-@test "libprefetch: a program reading in parallel by itself is left to it; one thread is prefetched" {
+# par_read_setup SIZE: $PAR_READ and $PYTHON, and slowfs with direct_io
+# serving a file of SIZE bytes, each read 20 ms in the server.
+par_read_setup() {
 	need_library
 	command -v python3 > /dev/null || skip "python3 missing"
 	# The interpreter itself, not a wrapper script (pyenv's shims), and
 	# no LeakSanitizer for it: it leaks a little of its own at exit.
-	local python
-	python=$(python3 -c 'import sys; print(sys.executable)')
+	PYTHON=$(python3 -c 'import sys; print(sys.executable)')
 	! sanitized || export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
-	make_file "$SRC/data" 33554432
+	make_file "$SRC/data" "$1"
 	mount_slowfs_or_skip --direct-io --delay-us=20000
+	write_par_read
+}
+
+@test "libprefetch: a program reading in parallel by itself is left to it; one thread is prefetched" {
+	par_read_setup 33554432
 	# Each thread's reads take 20 ms each in the server: when a run is
 	# long enough, the other threads' reads are nearly always in flight.
-	write_par_read
-	run -0 same_in_three_modes "$python" "$PAR_READ" 8 "$MNT/data"
+	run -0 same_in_three_modes "$PYTHON" "$PAR_READ" 8 "$MNT/data"
 	echo "$output"
 	[ "$(stat_sum parallel_reader_skips)" -ge 1 ]
 	rm -f "$STATS"
-	run -0 same_in_three_modes "$python" "$PAR_READ" 1 "$MNT/data"
+	run -0 same_in_three_modes "$PYTHON" "$PAR_READ" 1 "$MNT/data"
 	assert_engaged
 	[ "$(stat_sum parallel_reader_skips)" -eq 0 ]
 }
@@ -383,18 +388,11 @@ EOF
 # its stream ends once they keep their reads in flight beside it (it used
 # to keep it to the end, and the others' streams often engaged too).
 @test "libprefetch: a stream engaged before the program's other threads started ends when they read" {
-	need_library
-	command -v python3 > /dev/null || skip "python3 missing"
-	local python
-	python=$(python3 -c 'import sys; print(sys.executable)')
-	! sanitized || export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
-	make_file "$SRC/data" $((64 * 1048576))
-	mount_slowfs_or_skip --direct-io --delay-us=20000
-	write_par_read
+	par_read_setup $((64 * 1048576))
 	# The first thread reads 4 of its 8 MiB alone: a stream, always. Its
 	# next reads come when the others have each made one and keep 20 ms
 	# reads in flight.
-	run -0 same_in_three_modes "$python" "$PAR_READ" 8 "$MNT/data" 4
+	run -0 same_in_three_modes "$PYTHON" "$PAR_READ" 8 "$MNT/data" 4
 	echo "$output"
 	cat "$STATS"
 	[ "$(stat_sum files_prefetched)" -ge 1 ]
