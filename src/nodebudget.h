@@ -80,5 +80,4 @@ void pf_node_attach(void);
 void pf_node_detach(void);
 void pf_node_atfork_child(void);
 
-
 #endif
