@@ -264,10 +264,10 @@ static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req
 		__atomic_add_fetch(&own_reads, 1, __ATOMIC_RELAXED);
 	if (slot->state == PF_FD_WATCHING && first_look(slot, fd, req))
 		slot->state = PF_FD_IGNORED;
-	/* A large read beside the program's others is not split either: its
-	 * pieces would queue behind theirs. */
+	/* A read that could be split is large; beside the program's others it
+	 * is not split: its pieces would queue behind theirs. */
 	if (slot->state == PF_FD_WATCHING &&
-	    !program_reads_in_parallel(slot, __atomic_load_n(&own_reads, __ATOMIC_RELAXED) - large)) {
+	    !(large && program_reads_in_parallel(slot, __atomic_load_n(&own_reads, __ATOMIC_RELAXED) - 1))) {
 		ssize_t r = pf_split_read(slot, fd, req, total);
 		if (r != PF_NOT_SPLIT) {
 			if (large)
