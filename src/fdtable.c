@@ -1,7 +1,5 @@
 #include "config.h"
 
-#include <sys/mman.h>
-
 #include "fdtable.h"
 #include "libc.h"
 
@@ -27,23 +25,20 @@ struct pf_fd *pf_fd_get(int fd)
 	unsigned index = (unsigned)fd >> PF_FD_PAGE_SHIFT;
 	struct pf_fd *page = page_of((unsigned)fd);
 	if (!page) {
-		/* mmap, not calloc: this runs on the first read of a descriptor,
+		/* Pages, not calloc: this runs on the first read of a descriptor,
 		 * which may be in a signal handler that interrupted malloc.
 		 * Zero pages cost no memory until a slot on them is written, and
 		 * zeroed slots are valid ones (unlocked mutex, state WATCHING). */
 		const size_t size = PF_FD_PAGE_SLOTS * sizeof(*page);
-		if (!pf_libc.mmap)
-			return NULL;
-		struct pf_fd *fresh = pf_libc.mmap(NULL, size, PROT_READ | PROT_WRITE,
-						   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (fresh == MAP_FAILED)
+		struct pf_fd *fresh = pf_pages_alloc(size);
+		if (!fresh)
 			return NULL;
 		struct pf_fd *expected = NULL;
 		if (__atomic_compare_exchange_n(&pf_fd_pages[index], &expected, fresh, 0,
 						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 			page = fresh;
 		} else {
-			pf_libc.munmap(fresh, size);
+			pf_pages_free(fresh, size);
 			page = expected;
 		}
 	}

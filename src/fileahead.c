@@ -60,10 +60,9 @@ void pf_ahead_entry_free(struct ahead *e, bool unused)
 		PF_STAT_ADD(bytes_predicted_unused, e->len);
 	if (e->state == AHEAD_ADOPTED)
 		__atomic_sub_fetch(&adopted_entries, 1, __ATOMIC_RELAXED);
-	free(e->buf);
+	pf_pages_free(e->buf, e->reserved);
 	if (e->reserved)
 		pf_memory_release(e->reserved);
-	free(e->path);
 	memset(e, 0, sizeof(*e));
 	__atomic_sub_fetch(&live_entries, 1, __ATOMIC_RELAXED);
 }
@@ -116,14 +115,16 @@ bool pf_ahead_want(unsigned source, unsigned index, const char *path)
 	ok = true;
 	if (already_wanted(path))
 		goto out;
+	size_t len = strlen(path);
+	if (len >= sizeof(pf_fa.e[0].path))
+		goto out;
 	struct ahead *e = free_entry();
-	char *copy = e ? strdup(path) : NULL;
-	if (!copy) {
+	if (!e) {
 		ok = false;
 		goto out;
 	}
 	e->state = AHEAD_QUEUED;
-	e->path = copy;
+	memcpy(e->path, path, len + 1);
 	e->source = source;
 	e->index = index;
 	e->seq = ++pf_fa.seq;
@@ -403,8 +404,7 @@ void pf_ahead_atfork_parent(void)
 void pf_ahead_atfork_child(void)
 {
 	for (unsigned i = 0; i < PF_AHEAD_SLOTS; i++) {
-		free(pf_fa.e[i].buf);
-		free(pf_fa.e[i].path);
+		pf_pages_free(pf_fa.e[i].buf, pf_fa.e[i].reserved);
 		memset(&pf_fa.e[i], 0, sizeof(pf_fa.e[i]));
 	}
 	live_entries = adopted_entries = 0;

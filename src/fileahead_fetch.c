@@ -92,7 +92,7 @@ static void fetch_end(struct ahead *e, bool ok, bool failed)
 		e->state = AHEAD_READY;
 	} else if (!ok && !e->cancel) {
 		/* Kept for a while so that it is not asked for again. */
-		free(e->buf);
+		pf_pages_free(e->buf, e->reserved);
 		if (e->reserved)
 			pf_memory_release(e->reserved);
 		e->buf = NULL;
@@ -140,20 +140,19 @@ static void fetch_file(struct ahead *e)
 	}
 	size_t want = (size_t)st.st_size;
 	char *buf = NULL;
-	/* Allocated with pf_fa.lock held, and kept in the entry at once: no fork
-	 * happens meanwhile (the fork handlers take pf_fa.lock), so a child never
-	 * finds an allocator's lock (a sanitizer runtime's: glibc's own are
-	 * handled by fork) taken by this thread, nor a buffer only it knew of. */
+	/* Reserved and allocated with pf_fa.lock held, and kept in the entry at
+	 * once: a child forked meanwhile (the fork handlers take pf_fa.lock)
+	 * never finds a buffer only this thread knew of. */
 	pthread_mutex_lock(&pf_fa.lock);
 	bool room = !want || pf_memory_reserve(want, pf_settings()->max_memory) == 0;
-	if (room && want && !(buf = malloc(want))) {
+	if (room && want && !(buf = pf_pages_alloc(want))) {
 		pf_memory_release(want);
 		room = false;
 	}
 	if (!room || e->cancel) {
 		/* Over the memory cap, or no longer wanted: fetch nothing. */
 		if (buf) {
-			free(buf);
+			pf_pages_free(buf, want);
 			pf_memory_release(want);
 		}
 		pf_libc.close(fd);

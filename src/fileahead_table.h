@@ -4,6 +4,7 @@
 #ifndef PF_FILEAHEAD_TABLE_H
 #define PF_FILEAHEAD_TABLE_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,9 +34,10 @@ struct ahead {
 	unsigned source, index;
 	uint64_t seq;         /* queue order */
 	int fd;               /* AHEAD_ADOPTED: the program's descriptor */
-	char *path;           /* absolute; set while not FREE */
+	char path[PATH_MAX];  /* absolute; set while not FREE (no malloc: freed
+			       * in reads, which a signal handler may make) */
 	struct stat id;       /* the file as it was fetched */
-	char *buf;
+	char *buf;            /* pf_pages_alloc'd, reserved bytes */
 	size_t len;           /* bytes of buf valid */
 	size_t reserved;      /* accounted in pf_memory_reserve */
 	uint64_t fetched_ns;

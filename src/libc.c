@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -234,4 +235,18 @@ ssize_t pf_read_small(const char *path, char *buf, size_t size)
 	pf_libc.close(fd);
 	buf[len] = '\0';
 	return len ? (ssize_t)len : -1;
+}
+
+void *pf_pages_alloc(size_t size)
+{
+	if (!pf_libc.mmap || size == 0)
+		return NULL;
+	void *p = pf_libc.mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void pf_pages_free(void *p, size_t size)
+{
+	if (p)
+		pf_libc.munmap(p, size);
 }

@@ -101,4 +101,12 @@ int pf_cachestat(int fd, uint64_t off, uint64_t len, uint64_t *pages);
  * functions: its length, or -1. */
 ssize_t pf_read_small(const char *path, char *buf, size_t size);
 
+/* Zeroed memory straight from the kernel, page aligned, for the library's
+ * buffers and tables: a read in a signal handler that interrupted malloc
+ * may need some, and no allocator lock is ever held across a fork.
+ * pf_pages_free takes the size given to pf_pages_alloc. NULL when out of
+ * memory, or before the real functions are bound. */
+void *pf_pages_alloc(size_t size);
+void pf_pages_free(void *p, size_t size);
+
 #endif

@@ -201,12 +201,10 @@ int pool_start(const struct pf_settings *cfg)
 void pf_engine_atfork_prepare(void)
 {
 	pthread_mutex_lock(&pool.lock);
-	pf_streams_atfork_prepare();
 }
 
 void pf_engine_atfork_parent(void)
 {
-	pf_streams_atfork_done();
 	pthread_mutex_unlock(&pool.lock);
 }
 
@@ -221,7 +219,6 @@ void pf_engine_atfork_child(void)
 		s = next;
 	}
 	/* Locked by pf_engine_atfork_prepare, in this very thread. */
-	pf_streams_atfork_done();
 	pthread_mutex_unlock(&pool.lock);
 	pthread_cond_init(&pool.work, NULL);
 	pool.head = pool.tail = pool.all = NULL;

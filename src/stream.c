@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "libc.h"
 #include "stats.h"
 #include "stream.h"
 #include "thread.h"
@@ -40,59 +41,32 @@ bool pf_whole_file_reader(void)
 	return __atomic_load_n(&whole_file_reader, __ATOMIC_RELAXED);
 }
 
-/* The engine's memory comes and goes under alloc_lock, which a fork's
- * prepare takes (pf_streams_atfork_*): no worker is inside the allocator
- * when another thread forks. glibc's malloc is safe across fork anyway; a
- * sanitizer's (GCC 12's ASan) is not, and the child inherited its lock
- * taken (seen: a fork test's child hung in LeakSanitizer's check at exit). */
-static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* A stream (zeroed), or a chunk's buffer (not zeroed), page aligned: a
- * direct_io read goes to the storage in requests of whole pages of the
- * buffer, and malloc's large blocks start 16 bytes into a page (2 MiB
- * chunks took 3 requests each of slowfs, not 2). */
-static void *engine_alloc(size_t size, bool zeroed)
+/* A stream's size, with its chunks and window after it. */
+static size_t stream_bytes(unsigned nslots)
 {
-	void *p = NULL;
-	pthread_mutex_lock(&alloc_lock);
-	if (zeroed)
-		p = calloc(1, size);
-	else if (posix_memalign(&p, (size_t)sysconf(_SC_PAGESIZE), size) != 0)
-		p = NULL;
-	pthread_mutex_unlock(&alloc_lock);
-	return p;
+	return sizeof(struct pf_stream) + nslots * (sizeof(struct pf_chunk) + sizeof(unsigned));
 }
 
-static void engine_free(void *p)
+/* Unmaps a stream's buffers and the stream; release: gives their bytes
+ * back to the memory count (not in a fork child, whose count restarts). */
+static void stream_unmap(struct pf_stream *s, bool release)
 {
-	pthread_mutex_lock(&alloc_lock);
-	free(p);
-	pthread_mutex_unlock(&alloc_lock);
-}
-
-void pf_streams_atfork_prepare(void)
-{
-	pthread_mutex_lock(&alloc_lock);
-}
-
-/* In the parent, and in the child (the same thread, now its only one). */
-void pf_streams_atfork_done(void)
-{
-	pthread_mutex_unlock(&alloc_lock);
+	for (unsigned i = 0; i < s->nslots && !s->borrowed; i++) {
+		if (s->chunks[i].buf) {
+			pf_pages_free(s->chunks[i].buf, s->chunk_size);
+			if (release)
+				pf_memory_release(s->chunk_size);
+		}
+	}
+	pf_pages_free(s, stream_bytes(s->nslots));
 }
 
 static void stream_free(struct pf_stream *s)
 {
 	pf_pool_untrack(s);
-	for (unsigned i = 0; i < s->nslots && !s->borrowed; i++) {
-		if (s->chunks[i].buf) {
-			engine_free(s->chunks[i].buf);
-			pf_memory_release(s->chunk_size);
-		}
-	}
 	pthread_cond_destroy(&s->changed);
 	pthread_mutex_destroy(&s->lock);
-	engine_free(s);
+	stream_unmap(s, true);
 }
 
 /* Drops a reference and s->lock; frees the stream with the last one. */
@@ -116,9 +90,7 @@ struct pf_stream *pf_stream_new(int fd, off64_t pos, const struct stat *version,
 		max_depth = 1;
 	/* Room for a full window plus chunks still being read after a seek. */
 	unsigned nslots = max_depth + cfg->threads + 1;
-	size_t size = sizeof(struct pf_stream) + nslots * sizeof(struct pf_chunk) +
-		      nslots * sizeof(unsigned);
-	struct pf_stream *s = engine_alloc(size, true);
+	struct pf_stream *s = pf_pages_alloc(stream_bytes(nslots));
 	if (!s)
 		return NULL;
 	pthread_mutex_init(&s->lock, NULL);
@@ -156,7 +128,10 @@ static bool chunk_buffer(struct pf_stream *s, struct pf_chunk *c, const struct p
 		return true;
 	if (pf_memory_reserve(s->chunk_size, cfg->max_memory) != 0)
 		return false;
-	c->buf = engine_alloc(s->chunk_size, false);
+	/* Page aligned: a direct_io read goes to the storage in requests of
+	 * whole pages of the buffer (malloc's large blocks start 16 bytes into
+	 * a page: 2 MiB chunks took 3 requests each of slowfs, not 2). */
+	c->buf = pf_pages_alloc(s->chunk_size);
 	if (!c->buf) {
 		pf_memory_release(s->chunk_size);
 		return false;
@@ -219,7 +194,7 @@ void pf_chunk_free(struct pf_stream *s, struct pf_chunk *c)
 {
 	c->state = CHUNK_FREE;
 	if (c->buf && s->nbufs > fair_depth(s)) {
-		engine_free(c->buf);
+		pf_pages_free(c->buf, s->chunk_size);
 		c->buf = NULL;
 		s->nbufs--;
 		pf_memory_release(s->chunk_size);
@@ -543,9 +518,7 @@ void pf_stream_pattern(struct pf_stream *s, enum stream_pattern p)
  * its locks or the memory count, both left behind by the parent's threads. */
 void pf_stream_discard(struct pf_stream *s)
 {
-	for (unsigned i = 0; i < s->nslots && !s->borrowed; i++)
-		free(s->chunks[i].buf);
-	free(s);
+	stream_unmap(s, false);
 }
 
 /* In a forked child, once every stream is discarded. */

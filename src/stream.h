@@ -161,9 +161,6 @@ struct pf_chunk *pf_first_queued(struct pf_stream *s);
 bool pf_whole_file_reader(void);
 /* Fork child only: free a stream as is, then forget the count of them. */
 void pf_stream_discard(struct pf_stream *s);
-/* Fork: no stream memory allocated or freed from prepare to parent/child. */
-void pf_streams_atfork_prepare(void);
-void pf_streams_atfork_done(void);
 void pf_streams_forget(void);
 
 /* --- pool.c: the workers and their run queue ------------------------------------- */

@@ -140,6 +140,17 @@ data() { echo "$BATS_FILE_TMPDIR/$1"; }
 	assert_engaged
 }
 
+@test "a signal handler's reads start, serve and end a stream without one allocation" {
+	# The helper counts its own malloc's calls; a sanitizer's would be replaced.
+	sanitized && skip "the helper replaces malloc, which the sanitizer runtime owns"
+	run -0 check_three_modes "$HELPERS/pf_signal_alloc" "$(data data12)" "$(data other)"
+	echo "$output"
+	assert_engaged
+	# Both files engaged; the side file, read only in the handler, was served.
+	[ "$(stat_sum files_prefetched)" -eq 2 ]
+	[ "$(stat_sum bytes_served)" -gt $((12 * 1048576 + 808)) ]
+}
+
 # --- seeks and advice --------------------------------------------------------------
 
 @test "seeks far forward drop the stream; data and offsets stay right" {
