@@ -31,6 +31,7 @@ enum pf_fd_flags {
 	PF_FDF_RANDOM_ADVICE = 1 << 2, /* ignored because the program said RANDOM */
 	PF_FDF_LOOKED_AT = 1 << 3, /* fstat'd at its first read (first_look) */
 	PF_FDF_OWN_PARALLEL = 1 << 4, /* read alongside the program's own parallel reads */
+	PF_FDF_PACED = 1 << 5, /* its reads are timed: does the program compute between them? */
 };
 
 enum pf_run_flags {

@@ -63,7 +63,12 @@ void pf_mode_start(struct pf_stream *s, bool uncached)
 	int parallel = pf_settings()->parallel;
 	enum pf_storage_mode known = parallel == PF_PARALLEL_AUTO ? pf_storage_mode(s->version.st_dev)
 				     : parallel ? PF_STORAGE_PARALLEL : PF_STORAGE_ORDERED;
-	if (known == PF_STORAGE_UNKNOWN && !uncached)
+	/* A client that reads ahead of each handle itself: in order, on the
+	 * program's handle, never two at once (engage.c engaged it for that). */
+	bool client_ahead = known == PF_STORAGE_CLIENT_READS_AHEAD;
+	if (client_ahead)
+		known = PF_STORAGE_ORDERED;
+	else if (known == PF_STORAGE_UNKNOWN && !uncached)
 		known = PF_STORAGE_PARALLEL;
 	else if (known == PF_STORAGE_UNKNOWN)
 		known = recall(s);
@@ -72,7 +77,7 @@ void pf_mode_start(struct pf_stream *s, bool uncached)
 	if (s->mode == MODE_ORDERED)
 		PF_STAT_ADD(streams_ordered, 1);
 	/* What the user set stays; what was measured is measured again. */
-	s->recheck_after = parallel == PF_PARALLEL_AUTO ? PF_RECHECK_FIRST : 0;
+	s->recheck_after = parallel == PF_PARALLEL_AUTO && !client_ahead ? PF_RECHECK_FIRST : 0;
 }
 
 /* A chunk read while probing (s->lock held). After the paired chunks, the

@@ -277,9 +277,13 @@ static ssize_t watched_read(struct pf_fd *slot, int fd, const struct pf_read_req
 	}
 	enum read_step step = pf_watch_step(slot, req->offset);
 	off64_t at = req->offset == PF_AT_FILE_OFFSET ? slot->run.next_off : req->offset;
+	bool paced = slot->flags & PF_FDF_PACED;
 	pthread_mutex_unlock(&slot->lock);
+	uint64_t start = paced ? pf_now_ns() : 0;
 	ssize_t r = program_read(fd, req, large);
 	int saved = errno;
+	if (paced)
+		pf_pace_read(fd, r > 0 ? (size_t)r : 0, start, pf_now_ns());
 	unsigned others = __atomic_load_n(&own_reads, __ATOMIC_RELAXED);
 	if (large)
 		others = __atomic_sub_fetch(&own_reads, 1, __ATOMIC_RELAXED);

@@ -190,6 +190,9 @@ bool pf_range_cached(int fd, off64_t from, off64_t to);
 /* Attaches a stream to a descriptor whose reads looked sequential, if there
  * is anything to gain; pos -1 for the file offset (slot lock held). */
 struct pf_stream *try_engage(struct pf_fd *slot, int fd, off64_t pos);
+/* A read of a PF_FDF_PACED descriptor by this thread returned got bytes
+ * (0 for none or an error), in [start, end). */
+void pf_pace_read(int fd, size_t got, uint64_t start, uint64_t end);
 
 /* --- serve.c: reads served from a stream ----------------------------------------- */
 

@@ -525,7 +525,8 @@ static void print_summary(const struct totals *t, FILE *out)
 		fprintf(out, "  %llu %s read in order: the storage is slow with out-of-order reads\n",
 			v[F_ORDERED], plural(v[F_ORDERED], "stream", "streams"));
 	if (v[F_STEPPED]) {
-		fprintf(out, "  %llu %s stepped aside: prefetching did not pay there\n",
+		fprintf(out, "  %llu %s stepped aside: prefetching did not pay there (the "
+			"client reads ahead, and the program did little between reads)\n",
 			v[F_STEPPED], plural(v[F_STEPPED], "stream", "streams"));
 		reason = true;
 	}
