@@ -237,16 +237,29 @@ ssize_t pf_read_small(const char *path, char *buf, size_t size)
 	return len ? (ssize_t)len : -1;
 }
 
+#ifdef __SANITIZE_THREAD__
+/* ThreadSanitizer must see the library's memory come and go: the real calls
+ * are out of its sight, and a new mapping at an old one's address would
+ * inherit the old memory's accesses (false races between streams). */
+void *__interceptor_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+int __interceptor_munmap(void *addr, size_t len);
+#define pages_mmap __interceptor_mmap
+#define pages_munmap __interceptor_munmap
+#else
+#define pages_mmap pf_libc.mmap
+#define pages_munmap pf_libc.munmap
+#endif
+
 void *pf_pages_alloc(size_t size)
 {
 	if (!pf_libc.mmap || size == 0)
 		return NULL;
-	void *p = pf_libc.mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p = pages_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
 
 void pf_pages_free(void *p, size_t size)
 {
 	if (p)
-		pf_libc.munmap(p, size);
+		pages_munmap(p, size);
 }

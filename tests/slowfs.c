@@ -461,13 +461,16 @@ static ssize_t read_full(int fd, char *buf, size_t size, off_t off)
 }
 
 /* Set by SIGUSR1: --stream-per-handle no longer applies (a request reads
- * it once, so that it releases the stream it acquired). */
-static volatile sig_atomic_t streams_off;
+ * it once, so that it releases the stream it acquired). Atomic: the
+ * handler runs in any of the loop's threads. */
+static int streams_off;
 
 static void streams_off_handler(int sig)
 {
 	(void)sig;
-	streams_off = 1;
+	int saved = errno;
+	__atomic_store_n(&streams_off, 1, __ATOMIC_RELAXED);
+	errno = saved;
 }
 
 static int sfs_read(const char *path, char *buf, size_t size, off_t off,
@@ -484,7 +487,7 @@ static int sfs_read(const char *path, char *buf, size_t size, off_t off,
 		return read_stats(buf, size, off);
 
 	h = handle_of(fi);
-	sph = opt.stream_per_handle && !streams_off;
+	sph = opt.stream_per_handle && !__atomic_load_n(&streams_off, __ATOMIC_RELAXED);
 	now = __atomic_add_fetch(&counters.inflight, 1, __ATOMIC_RELAXED);
 	counter_max(&counters.max_inflight, now);
 	if (sph)
