@@ -218,8 +218,10 @@ static bool may_engage(struct pf_fd *slot, int fd, const struct pf_settings *cfg
 	}
 	if (nothing_to_gain(slot, fd, cfg, st, *pos, backward))
 		return false;
-	if (pool_start(cfg) != 0) {
-		slot->state = PF_FD_IGNORED;
+	int pool = pool_start(cfg);
+	if (pool != 0) {
+		if (pool < 0)
+			slot->state = PF_FD_IGNORED;
 		return false;
 	}
 	return true;

@@ -173,9 +173,16 @@ static void *worker_main(void *unused)
 	return NULL;
 }
 
-/* Starts the workers at the first stream; 0 when they run. */
+/* Starts the workers at the first stream; 0 when they run, 1 if not from
+ * this thread now (it may be in a signal handler: a later read starts
+ * them), -1 if they cannot run. */
 int pool_start(const struct pf_settings *cfg)
 {
+	int state = __atomic_load_n(&pool.state, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(state != 0, 1))
+		return state > 0 ? 0 : -1;
+	if (pf_thread_maybe_in_handler())
+		return 1;
 	pthread_mutex_lock(&pool.lock);
 	if (pool.state == 0) {
 		unsigned started = 0;
@@ -184,7 +191,7 @@ int pool_start(const struct pf_settings *cfg)
 				break;
 			started++;
 		}
-		pool.state = started ? 1 : -1;
+		__atomic_store_n(&pool.state, started ? 1 : -1, __ATOMIC_RELEASE);
 		if (started < cfg->threads)
 			PF_LOG(PF_LOG_WARN, "started %u of %u worker threads%s", started,
 			       cfg->threads, started ? "" : ": prefetching is off");

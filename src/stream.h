@@ -168,6 +168,7 @@ void pf_streams_forget(void);
 void pf_pool_track(struct pf_stream *s);
 void pf_pool_untrack(struct pf_stream *s);
 void pf_runq_push(struct pf_stream *s);
+/* 0 when the workers run; 1 not from this thread now; -1 never. */
 int pool_start(const struct pf_settings *cfg);
 /* A queued chunk read by the calling thread: claim it, then read it
  * (s->lock held, dropped during the pread). */

@@ -32,6 +32,22 @@ void pf_thread_wait_started(void)
 		nanosleep(&pause, NULL);
 }
 
+bool pf_thread_maybe_in_handler(void)
+{
+	sigset_t blocked;
+	if (pthread_sigmask(SIG_BLOCK, NULL, &blocked) != 0)
+		return false;
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP || sigismember(&blocked, sig) != 1 ||
+		    sigaction(sig, NULL, &sa) != 0)
+			continue;
+		if ((sa.sa_flags & SA_SIGINFO) || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN))
+			return true;
+	}
+	return false;
+}
+
 void pf_thread_forked_child(void)
 {
 	starting = 0;

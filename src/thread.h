@@ -2,6 +2,7 @@
 #ifndef PF_THREAD_H
 #define PF_THREAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Starts a detached thread running fn(NULL) on a stack of `stack` bytes,
@@ -16,6 +17,12 @@ int pf_thread_start(void *(*fn)(void *), size_t stack);
  * a sanitizer's runtime), and a child forked meanwhile would find the
  * allocator's lock held by a thread it does not have. Bounded (1 s). */
 void pf_thread_wait_started(void);
+
+/* Whether this thread may be running a signal handler: it blocks a signal
+ * that has one (a handler runs with its signal blocked, unless SA_NODEFER).
+ * pthread_create allocates (the new thread's TLS), and a handler may have
+ * interrupted malloc on this very thread. A few system calls. */
+bool pf_thread_maybe_in_handler(void);
 
 /* In the fork child: none of the parent's threads is starting here. */
 void pf_thread_forked_child(void);

@@ -140,7 +140,7 @@ data() { echo "$BATS_FILE_TMPDIR/$1"; }
 	assert_engaged
 }
 
-@test "a signal handler's reads start, serve and end a stream without one allocation" {
+@test "a signal handler's reads start, serve and end a stream without one allocation, and start no thread" {
 	# The helper counts its own malloc's calls; a sanitizer's would be replaced.
 	sanitized && skip "the helper replaces malloc, which the sanitizer runtime owns"
 	run -0 check_three_modes "$HELPERS/pf_signal_alloc" "$(data data12)" "$(data other)"
@@ -149,6 +149,14 @@ data() { echo "$BATS_FILE_TMPDIR/$1"; }
 	# Both files engaged; the side file, read only in the handler, was served.
 	[ "$(stat_sum files_prefetched)" -eq 2 ]
 	[ "$(stat_sum bytes_served)" -gt $((12 * 1048576 + 808)) ]
+	# The handler's reads come first: they would start the library's
+	# threads, and pthread_create allocates. The threads start at main's
+	# reads instead, which are prefetched.
+	rm -f "$STATS"
+	run -0 check_three_modes "$HELPERS/pf_signal_alloc" "$(data data12)" "$(data other)" --handler-first
+	echo "$output"
+	assert_engaged
+	[ "$(stat_sum files_prefetched)" -eq 1 ]
 }
 
 # --- seeks and advice --------------------------------------------------------------

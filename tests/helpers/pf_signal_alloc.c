@@ -1,4 +1,4 @@
-/* pf_signal_alloc FILE SIDE_FILE
+/* pf_signal_alloc FILE SIDE_FILE [--handler-first]
  *
  * Whether reads made by a signal handler make the library allocate. A
  * handler may interrupt its thread inside malloc, and read() is
@@ -11,12 +11,16 @@
  * workers run, then raises SIGUSR1. The handler reads SIDE_FILE
  * (offset-encoded, key 0x5a) from its start to its end with read() and
  * closes it: a stream starts, gets buffers, serves and ends, all inside the
- * handler. Prints the data's hashes and the allocations seen in the handler;
- * exit status 1 if there were any, or wrong data. */
+ * handler. With --handler-first, the handler runs before main reads: its
+ * reads would be the process's first stream, whose start starts the
+ * library's threads (pthread_create allocates). Prints the data's hashes and
+ * the allocations seen in the handler; exit status 1 if there were any, or
+ * wrong data. */
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,14 +128,27 @@ static void on_usr1(int sig)
 	errno = saved;
 }
 
+static void handler_reads(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	raise(SIGUSR1);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		die("usage: pf_signal_alloc FILE SIDE_FILE");
+	bool first = argc == 4 && strcmp(argv[3], "--handler-first") == 0;
+	if (argc != 3 && !first)
+		die("usage: pf_signal_alloc FILE SIDE_FILE [--handler-first]");
 	int fd = open(argv[1], O_RDONLY);
 	side_fd = open(argv[2], O_RDONLY);
 	if (fd < 0 || side_fd < 0)
 		die("open: %m");
+	if (first)
+		handler_reads();
 	size_t bs = 65536;
 	unsigned char *buf = xmalloc(bs);
 	off_t pos = 0;
@@ -148,13 +165,8 @@ int main(int argc, char **argv)
 		die("read: %m");
 	close(fd);
 	free(buf);
-
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_usr1;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGUSR1, &sa, NULL);
-	raise(SIGUSR1);
+	if (!first)
+		handler_reads();
 
 	printf("read %lld hash=%016llx bad=%ld; in the handler: read %lld hash=%016llx bad=%d "
 	       "allocations=%d\n",
